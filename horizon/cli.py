@@ -1,0 +1,169 @@
+"""The ``horizon`` command line: one console script, one verb per operation.
+
+Every verb takes ``--config PATH`` (default ``HORIZON_CONFIG``, else ``./config.yaml``) and
+``--env NAME``. Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from horizon.config import ConfigError, Settings, load_config
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> None:
+    click.echo(f"horizon: {message}", err=True)
+    sys.exit(code)
+
+
+def common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds --config/--env and passes loaded Settings as the first argument."""
+
+    @click.option("--config", "config_path", default=None, help="config file (HORIZON_CONFIG, ./config.yaml)")
+    @click.option("--env", "env", default=None, help="environment (HORIZON_ENV, production)")
+    @wraps(fn)
+    def wrapper(config_path: str | None, env: str | None, **kwargs: Any) -> Any:
+        try:
+            settings = load_config(config_path, env=env)
+        except ConfigError as exc:
+            fail(str(exc), EXIT_USAGE)
+        return fn(settings, **kwargs)
+
+    return wrapper
+
+
+def connected(settings: Settings, *, import_jobs: bool = False) -> Any:
+    """Configure this process (optionally importing the job modules) or exit with a clear error."""
+    from horizon.bootstrap import ImportJobsError
+    from horizon.bootstrap import import_jobs as do_import
+    from horizon.connection import NoRedisError
+    from horizon.context import configure
+
+    try:
+        if import_jobs:
+            do_import(settings)
+        hz = configure(settings)
+        hz.redis.ping()
+        return hz
+    except ImportJobsError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except NoRedisError as exc:
+        fail(str(exc), EXIT_FAILURE)
+    except Exception as exc:  # redis connection errors and the like
+        fail(f"cannot reach redis: {exc}", EXIT_FAILURE)
+
+
+@click.group()
+def main() -> None:
+    """horizon: a Redis job queue with a master supervisor, HTTP API and dashboard."""
+
+
+@main.command()
+@common
+@click.option(
+    "--queue", "queues", default="default", show_default=True, help="queues, priority order, comma-separated"
+)
+@click.option("--max-jobs", type=int, default=0, help="stop after this many jobs")
+@click.option("--max-time", type=float, default=0, help="stop after this many seconds")
+@click.option("--memory", type=int, default=0, help="stop when USS exceeds this many MB")
+@click.option("--stop-when-empty", is_flag=True, help="stop when no job is pending or due")
+@click.option("--name", default=None, help="worker name in logs")
+def work(
+    settings: Settings,
+    queues: str,
+    max_jobs: int,
+    max_time: float,
+    memory: int,
+    stop_when_empty: bool,
+    name: str | None,
+) -> None:
+    """Run one worker in the foreground (for debugging)."""
+    import os
+
+    from horizon.logs import setup_logging
+    from horizon.worker import Worker, WorkerOptions
+
+    setup_logging(name or f"worker-{os.getpid()}")
+    hz = connected(settings, import_jobs=True)
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    if not names:
+        fail("--queue names no queue", EXIT_USAGE)
+    options = WorkerOptions(
+        queues=names,
+        max_jobs=max_jobs,
+        max_time=max_time,
+        memory=memory,
+        stop_when_empty=stop_when_empty,
+        name=name or f"worker-{os.getpid()}",
+    )
+    worker = Worker(hz, options)
+    worker.install_signals()
+    sys.exit(worker.run())
+
+
+@main.command()
+@common
+@click.argument("name")
+@click.option("--json", "body", default="{}", help='{"args": [...], "kwargs": {...}}')
+@click.option("--queue", default=None)
+@click.option("--delay", type=float, default=None, help="seconds before the job may run")
+@click.option("--tries", type=int, default=None)
+@click.option("--timeout", type=float, default=None)
+@click.option("--tag", "tags", multiple=True)
+def dispatch(
+    settings: Settings,
+    name: str,
+    body: str,
+    queue: str | None,
+    delay: float | None,
+    tries: int | None,
+    timeout: float | None,
+    tags: tuple[str, ...],
+) -> None:
+    """Dispatch job NAME with JSON arguments; prints the job id."""
+    from horizon import jobs
+
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        fail(f"--json is not valid JSON: {exc}", EXIT_USAGE)
+    if not isinstance(data, dict) or set(data) - {"args", "kwargs"}:
+        fail('--json must be an object with only "args" (list) and "kwargs" (object)', EXIT_USAGE)
+    args, kwargs = data.get("args", []), data.get("kwargs", {})
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        fail('--json "args" must be a list and "kwargs" an object', EXIT_USAGE)
+    hz = connected(settings, import_jobs=True)
+    try:
+        definition = jobs.lookup(name)
+    except jobs.UnknownJob as exc:
+        fail(str(exc), EXIT_USAGE)
+    bound = definition.options(queue=queue, delay=delay, tries=tries, timeout=timeout, tags=tags)
+    job_id = hz.queue.push([bound.spec(args, kwargs, hz)])[0]
+    click.echo(job_id)
+
+
+@main.command()
+@common
+@click.argument("job_id")
+def retry(settings: Settings, job_id: str) -> None:
+    """Retry failed job JOB_ID: dispatch a copy; prints the copy's id."""
+    from horizon.queue import JobConflict, JobNotFound
+
+    hz = connected(settings)
+    try:
+        click.echo(hz.queue.retry(job_id))
+    except (JobNotFound, JobConflict) as exc:
+        fail(str(exc))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

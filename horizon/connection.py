@@ -1,0 +1,58 @@
+"""Redis connections: the client for the configured URL, or for the embedded server's URL file.
+
+With no ``redis.url`` the embedded redis-server (started by ``horizon up``) writes its URL to
+``<redis.embedded.dir>/redis.url``; other processes on the host read it from there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import redis
+
+if TYPE_CHECKING:
+    from horizon.config import Settings
+
+URL_FILE = "redis.url"
+
+
+class NoRedisError(RuntimeError):
+    """No Redis URL is configured and no embedded server is running."""
+
+
+def embedded_url_file(settings: Settings) -> Path:
+    return Path(settings.redis.embedded.dir) / URL_FILE
+
+
+def write_embedded_url(settings: Settings, url: str) -> None:
+    path = embedded_url_file(settings)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(url + "\n")
+    os.replace(tmp, path)
+
+
+def remove_embedded_url(settings: Settings) -> None:
+    embedded_url_file(settings).unlink(missing_ok=True)
+
+
+def redis_url(settings: Settings) -> str:
+    """The URL to connect to: ``redis.url``, else the running embedded server's."""
+    if settings.redis.url:
+        return settings.redis.url
+    path = embedded_url_file(settings)
+    try:
+        return path.read_text().strip()
+    except OSError:
+        raise NoRedisError(
+            f"no redis.url is configured and no embedded redis is running ({path} is missing); "
+            "start `horizon up` or set HORIZON_REDIS_URL"
+        ) from None
+
+
+def connect(settings: Settings, *, url: str | None = None, **options: object) -> redis.Redis:
+    """A new client (decoded responses, hiredis parser when installed)."""
+    options.setdefault("decode_responses", True)
+    options.setdefault("health_check_interval", 30)
+    return redis.Redis.from_url(url or redis_url(settings), **options)

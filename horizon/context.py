@@ -1,0 +1,75 @@
+"""The configured horizon of this process: settings, Redis client, scripts and job queue.
+
+Application code calls ``horizon.configure(...)`` or lets the first dispatch find its settings
+from ``HORIZON_CONFIG`` / ``./config.yaml`` / ``HORIZON_REDIS_URL``. Forked children call
+:func:`reset` and get a fresh connection (never the parent's socket).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from horizon.config import Settings, load_config, settings_from_dict
+from horizon.connection import connect
+from horizon.keys import Keys
+from horizon.queue import JobQueue
+from horizon.scripts import Scripts
+
+
+class Horizon:
+    """Settings plus the Redis client, keys, scripts and job queue built from them."""
+
+    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+        self.settings = settings
+        self.redis = client if client is not None else connect(settings)
+        self.keys = Keys(settings.prefix)
+        self.scripts = Scripts(self.redis, settings)
+        self.queue = JobQueue(self)
+
+    def close(self) -> None:
+        self.redis.close()
+
+
+_lock = threading.Lock()
+_current: Horizon | None = None
+_pid: int | None = None
+
+
+def configure(
+    source: str | os.PathLike[str] | Mapping[str, Any] | Settings | None = None,
+    *,
+    env: str | None = None,
+    client: redis.Redis | None = None,
+) -> Horizon:
+    """Configure this process from a config path, a settings mapping, Settings, or the defaults."""
+    global _current, _pid
+    if isinstance(source, Settings):
+        settings = source
+    elif isinstance(source, Mapping):
+        settings = settings_from_dict(source, env=env or "production", environ=os.environ)
+    else:
+        settings = load_config(Path(source) if source is not None else None, env=env)
+    with _lock:
+        _current, _pid = Horizon(settings, client), os.getpid()
+    return _current
+
+
+def current() -> Horizon:
+    """The configured horizon; configured from the environment on first use and after a fork."""
+    if _current is None or _pid != os.getpid():
+        if _current is not None:
+            return configure(_current.settings)
+        return configure()
+    return _current
+
+
+def reset() -> None:
+    """Forget the configured connection (a forked child calls this, then ``configure``)."""
+    global _current, _pid
+    _current, _pid = None, None

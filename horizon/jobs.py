@@ -1,0 +1,207 @@
+"""Job definitions: the ``@job`` decorator, the registry of job names, and dispatch.
+
+@job(queue="emails", tries=3, backoff=[1, 5, 30], tags=lambda user_id, **_: [f"user:{user_id}"])
+def send_welcome(user_id: int) -> None: ...
+
+send_welcome.dispatch(42)
+send_welcome.options(delay=30, tags=["vip"]).dispatch(42)
+send_welcome.dispatch_many([((1,), {}), ((2,), {})])
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from horizon import payload
+from horizon.queue import JobSpec
+
+log = logging.getLogger(__name__)
+
+REGISTRY: dict[str, JobDefinition] = {}
+
+DEFAULT_QUEUE = "default"
+DEFAULT_TRIES = 1
+DEFAULT_TIMEOUT = 60.0
+
+
+class UnknownJob(LookupError):
+    """No job is registered under that name."""
+
+
+def lookup(name: str) -> JobDefinition:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UnknownJob(
+            f"unknown job name {name!r}: no function is registered under it "
+            "(is its module listed in the config's imports?)"
+        ) from None
+
+
+def _backoff(value: float | Sequence[float] | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return (float(value),)
+    return tuple(float(v) for v in value)
+
+
+def _timestamp(value: float | datetime | None) -> float | None:
+    if value is None or isinstance(value, (int, float)):
+        return value
+    return value.timestamp()
+
+
+@dataclass(frozen=True, kw_only=True)
+class DispatchOptions:
+    """Per-call options; None means the job's (or the serving supervisor's) default."""
+
+    queue: str | None = None
+    delay: float | None = None
+    run_at: float | datetime | None = None
+    tries: int | None = None
+    timeout: float | None = None
+    backoff: float | Sequence[float] | None = None
+    tags: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class JobCall:
+    """A job with its arguments, not yet dispatched (for batches and callbacks)."""
+
+    definition: JobDefinition
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+class JobDefinition:
+    """A registered job function; calling it runs the function directly."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        queue: str | None,
+        tries: int | None,
+        timeout: float | None,
+        backoff: float | Sequence[float] | None,
+        tags: Callable[..., Iterable[str]] | Sequence[str] | None,
+    ) -> None:
+        self.fn, self.name, self.queue = fn, name, queue
+        self.tries, self.timeout, self.backoff = tries, timeout, _backoff(backoff)
+        self.tags = tags
+        self.__doc__, self.__wrapped__ = fn.__doc__, fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<job {self.name}>"
+
+    def options(self, **options: Any) -> BoundJob:
+        return BoundJob(self, DispatchOptions(**options))
+
+    def dispatch(self, *args: Any, **kwargs: Any) -> str:
+        return BoundJob(self, DispatchOptions()).dispatch(*args, **kwargs)
+
+    def dispatch_many(self, calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]) -> list[str]:
+        return BoundJob(self, DispatchOptions()).dispatch_many(calls)
+
+    def call(self, *args: Any, **kwargs: Any) -> JobCall:
+        return JobCall(self, args, kwargs)
+
+    def auto_tags(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[str]:
+        """Tags from the job's hook (a callable of the job's arguments) or its fixed list."""
+        if self.tags is None:
+            return []
+        if callable(self.tags):
+            try:
+                return [str(t) for t in self.tags(*args, **kwargs)]
+            except Exception:
+                log.exception("tags hook of job %s failed; dispatching without its tags", self.name)
+                return []
+        return [str(t) for t in self.tags]
+
+
+class BoundJob:
+    """A job with per-call options: ``fn.options(queue="x", delay=5).dispatch(...)``."""
+
+    def __init__(self, definition: JobDefinition, options: DispatchOptions) -> None:
+        self.definition, self.opts = definition, options
+
+    def options(self, **options: Any) -> BoundJob:
+        return BoundJob(self.definition, replace(self.opts, **options))
+
+    def spec(self, args: Sequence[Any], kwargs: Mapping[str, Any], hz: Any) -> JobSpec:
+        """The JobSpec to push; raises PayloadError before anything is written."""
+        d, o = self.definition, self.opts
+        body = payload.encode(args, kwargs)
+        queue = o.queue or d.queue or DEFAULT_QUEUE
+        defaults = hz.settings.queue_defaults(queue) if hasattr(hz.settings, "queue_defaults") else None
+        tries = o.tries or d.tries or (defaults.tries if defaults else DEFAULT_TRIES)
+        timeout = o.timeout or d.timeout or (defaults.timeout if defaults else DEFAULT_TIMEOUT)
+        backoff = _backoff(o.backoff) or d.backoff or (tuple(defaults.backoff) if defaults else (0.0,))
+        available_at = _timestamp(o.run_at)
+        if o.delay:
+            available_at = time.time() + float(o.delay)
+        tags = list(dict.fromkeys([*d.auto_tags(args, kwargs), *o.tags]))
+        return JobSpec(
+            name=d.name,
+            queue=queue,
+            payload=body,
+            tags=tags,
+            tries=int(tries),
+            timeout=float(timeout),
+            backoff=backoff,
+            available_at=available_at,
+        )
+
+    def dispatch(self, *args: Any, **kwargs: Any) -> str:
+        """Push one job (one Redis round trip); returns its id."""
+        from horizon.context import current
+
+        hz = current()
+        return hz.queue.push([self.spec(args, kwargs, hz)])[0]
+
+    def dispatch_many(self, calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]) -> list[str]:
+        """Push many jobs pipelined; every payload is checked before anything is written."""
+        from horizon.context import current
+
+        hz = current()
+        specs = [self.spec(args, kwargs, hz) for args, kwargs in calls]
+        return hz.queue.push(specs)
+
+
+def job(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    tries: int | None = None,
+    timeout: float | None = None,
+    backoff: float | Sequence[float] | None = None,
+    tags: Callable[..., Iterable[str]] | Sequence[str] | None = None,
+) -> Any:
+    """Register a function as a job under ``name`` (default ``module.qualname``)."""
+
+    def register(func: Callable[..., Any]) -> JobDefinition:
+        job_name = name or f"{func.__module__}.{func.__qualname__}"
+        definition = JobDefinition(
+            func,
+            name=job_name,
+            queue=queue,
+            tries=tries,
+            timeout=timeout,
+            backoff=backoff,
+            tags=tags,
+        )
+        REGISTRY[job_name] = definition
+        return definition
+
+    return register(fn) if fn is not None else register

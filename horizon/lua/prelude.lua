@@ -1,0 +1,235 @@
+-- Shared helpers prepended to every horizon script (see horizon/scripts.py).
+-- ARGV[1] = hash-tagged prefix P, ARGV[2] = settings JSON C (see horizon/scripts.py:script_settings).
+-- KEYS[1] is the clock key; it only routes the call to the prefix's cluster slot.
+-- Key builders K.<name>(...) are generated from horizon/keys.py:SCHEMA and inserted here.
+local P = ARGV[1]
+local C = cjson.decode(ARGV[2])
+--@KEYS@
+local T = redis.call('TIME')
+local NOW = tonumber(T[1]) + tonumber(T[2]) / 1000000
+local NOW_US = tonumber(T[1]) * 1000000 + tonumber(T[2])
+
+local function fmt(n) return string.format('%.0f', n) end
+local function ftime(n) return string.format('%.6f', n) end
+
+-- Index scores: unique and monotonic microsecond stamps, so paging by score never skips or repeats.
+local _stamp = nil
+local function stamp()
+  if not _stamp then _stamp = tonumber(redis.call('GET', K.clock()) or '0') end
+  local s = NOW_US
+  if s <= _stamp then s = _stamp + 1 end
+  _stamp = s
+  return s
+end
+local function flush_clock()
+  if _stamp then redis.call('SET', K.clock(), fmt(_stamp)) end
+end
+
+local function event(name, id, queue, jobname, status, extra)
+  if C.events_max <= 0 then return end
+  local data = {job_id = id, queue = queue, name = jobname, status = status, time = NOW}
+  if extra then for k, v in pairs(extra) do data[k] = v end end
+  redis.call('XADD', K.events(), 'MAXLEN', '~', C.events_max, '*',
+    'event', name, 'data', cjson.encode(data))
+end
+
+local function queue_event(name, queue, extra)
+  if C.events_max <= 0 then return end
+  local data = {queue = queue, time = NOW}
+  if extra then for k, v in pairs(extra) do data[k] = v end end
+  redis.call('XADD', K.events(), 'MAXLEN', '~', C.events_max, '*',
+    'event', name, 'data', cjson.encode(data))
+end
+
+-- Make a job runnable: into its queue list, plus a wake-up token for an idle worker.
+local function enqueue(id, queue)
+  redis.call('LPUSH', K.queue(queue), id)
+  if redis.call('LLEN', K.wake(queue)) < C.wake_cap then
+    redis.call('LPUSH', K.wake(queue), '1')
+  end
+end
+
+local function cutoff(seconds) return fmt((NOW - seconds) * 1000000) end
+
+local function trim_index(list, seconds)
+  redis.call('ZREMRANGEBYSCORE', K.index(list), '-inf', '(' .. cutoff(seconds))
+end
+
+local function decode_list(json)
+  if not json or json == '' or json == '[]' or json == '{}' then return {} end
+  return cjson.decode(json)
+end
+
+-- Keep the original's retried_by entry in step with the copy's status.
+local function update_retried_by(original, copy, status)
+  local ok = redis.call('EXISTS', K.job(original))
+  if ok == 0 then return end
+  local list = decode_list(redis.call('HGET', K.job(original), 'retried_by'))
+  for _, entry in ipairs(list) do
+    if entry.id == copy then entry.status = status end
+  end
+  if #list > 0 then redis.call('HSET', K.job(original), 'retried_by', cjson.encode(list)) end
+end
+
+local BUCKETS = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000}
+local function bucket_of(ms)
+  for i, b in ipairs(BUCKETS) do if ms <= b then return i end end
+  return #BUCKETS + 1
+end
+
+local function record_metric(key, runtime_ms, bucket)
+  redis.call('HINCRBY', key, 'throughput', 1)
+  redis.call('HINCRBYFLOAT', key, 'runtime', runtime_ms)
+  redis.call('HINCRBYFLOAT', key, 'runtime_total', runtime_ms)
+  redis.call('HINCRBY', key, 'b' .. bucket, 1)
+  -- the runtime estimate (ms) survives snapshots: an exponential moving average
+  local est = tonumber(redis.call('HGET', key, 'estimate') or '')
+  if est then est = est * 0.8 + runtime_ms * 0.2 else est = runtime_ms end
+  redis.call('HSET', key, 'estimate', string.format('%.3f', est))
+end
+
+local function record_metrics(name, queue, runtime_ms)
+  local bucket = bucket_of(runtime_ms)
+  record_metric(K.job_metrics(name), runtime_ms, bucket)
+  record_metric(K.queue_metrics(queue), runtime_ms, bucket)
+  redis.call('SADD', K.measured_jobs(), name)
+  redis.call('SADD', K.measured_queues(), queue)
+  local minute = K.throughput(math.floor(NOW / 60))
+  redis.call('INCR', minute)
+  redis.call('EXPIRE', minute, 7200)
+end
+
+-- A job that will not run again: failed list, failed tags, metrics, event.
+local function fail_final(id, queue, name, exception)
+  local jk = K.job(id)
+  local score = fmt(stamp())
+  redis.call('HSET', jk, 'status', 'failed', 'failed_at', ftime(NOW), 'exception', exception)
+  redis.call('ZREM', K.index('pending'), id)
+  redis.call('ZADD', K.index('failed'), score, id)
+  redis.call('ZADD', K.index('recent_failed'), score, id)
+  redis.call('ZADD', K.queue_index(queue, 'failed'), score, id)
+  for _, tag in ipairs(decode_list(redis.call('HGET', jk, 'tags'))) do
+    redis.call('ZADD', K.tag_failed(tag), score, id)
+  end
+  redis.call('HINCRBY', K.job_metrics(name), 'failed', 1)
+  redis.call('HINCRBY', K.queue_metrics(queue), 'failed', 1)
+  redis.call('EXPIRE', jk, C.trim.failed)
+  local original = redis.call('HGET', jk, 'retry_of')
+  if original then update_retried_by(original, id, 'failed') end
+  event('job:failed', id, queue, name, 'failed')
+  trim_index('failed', C.trim.failed)
+  trim_index('recent_failed', C.trim.recent_failed)
+  redis.call('ZREMRANGEBYSCORE', K.queue_index(queue, 'failed'), '-inf', '(' .. cutoff(C.trim.failed))
+end
+
+local function paused(queue) return redis.call('SISMEMBER', K.paused(), queue) == 1 end
+
+-- Scheduled jobs whose time has come go to their queue.
+local function promote_due(queue, limit)
+  local due = redis.call('ZRANGEBYSCORE', K.delayed(queue), '-inf', ftime(NOW), 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', K.delayed(queue), id)
+    local jk = K.job(id)
+    if redis.call('HGET', jk, 'status') == 'scheduled' then
+      redis.call('HSET', jk, 'status', 'pending')
+      enqueue(id, queue)
+      event('job:pending', id, queue, redis.call('HGET', jk, 'name'), 'pending')
+    end
+  end
+  return #due
+end
+
+-- Reservations past their deadline: the worker died or hung. That attempt counts as a try.
+local function recover_expired(queue, limit)
+  local ids = redis.call('ZRANGEBYSCORE', K.reserved(queue), '-inf', ftime(NOW), 'LIMIT', 0, limit)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', K.reserved(queue), id)
+    local h = redis.call('HMGET', K.job(id), 'status', 'attempts', 'tries', 'name')
+    if h[1] == 'reserved' then
+      if tonumber(h[2]) >= tonumber(h[3]) then
+        fail_final(id, queue, h[4], cjson.encode({class = 'WorkerLost',
+          message = 'the worker running attempt ' .. h[2] .. ' was lost (reservation expired)',
+          traceback = ''}))
+      else
+        redis.call('HSET', K.job(id), 'status', 'pending')
+        enqueue(id, queue)
+        event('job:stalled', id, queue, h[4], 'pending', {attempts = tonumber(h[2])})
+      end
+    end
+  end
+  return #ids
+end
+
+-- Sliding-window rate limit: true when another start is allowed now.
+local function rate_allows(queue)
+  local rl = C.rl[queue]
+  if not rl then return true end
+  local key = K.ratelimit(queue)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ftime(NOW - rl[2]))
+  return redis.call('ZCARD', key) < rl[1]
+end
+
+local function rate_record(queue, id)
+  local rl = C.rl[queue]
+  if not rl then return end
+  local key = K.ratelimit(queue)
+  redis.call('ZADD', key, ftime(NOW), id .. ':' .. ftime(NOW))
+  redis.call('PEXPIRE', key, math.ceil(rl[2] * 1000) + 1000)
+end
+
+-- Earliest time something on these queues becomes runnable (delayed, expired, rate window).
+local function next_due(queues)
+  local best = nil
+  for _, q in ipairs(queues) do
+    for _, key in ipairs({K.delayed(q), K.reserved(q)}) do
+      local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+      if first[2] then
+        local s = tonumber(first[2])
+        if not best or s < best then best = s end
+      end
+    end
+    local rl = C.rl[q]
+    if rl and redis.call('LLEN', K.queue(q)) > 0 then
+      local oldest = redis.call('ZRANGE', K.ratelimit(q), 0, 0, 'WITHSCORES')
+      if oldest[2] then
+        local s = tonumber(oldest[2]) + rl[2]
+        if not best or s < best then best = s end
+      end
+    end
+  end
+  return best
+end
+
+-- Take the next job from the first non-paused queue that has one, in priority order.
+-- woken_by names the queue whose wake token the worker already consumed (or '').
+local function reserve(queues, woken_by)
+  for _, q in ipairs(queues) do
+    promote_due(q, 100)
+    recover_expired(q, 10)
+  end
+  for _, q in ipairs(queues) do
+    if not paused(q) and rate_allows(q) then
+      while true do
+        local id = redis.call('RPOP', K.queue(q))
+        if not id then break end
+        local jk = K.job(id)
+        local h = redis.call('HMGET', jk, 'status', 'name', 'payload', 'tries', 'timeout', 'backoff', 'tags')
+        if h[1] == 'pending' then
+          local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
+          redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', ftime(NOW))
+          redis.call('ZADD', K.reserved(q), ftime(NOW + tonumber(h[5]) + C.margin), id)
+          if q ~= woken_by then
+            redis.call('RPOP', K.wake(q))
+            if woken_by ~= '' then redis.call('LPUSH', K.wake(woken_by), '1') end
+          end
+          rate_record(q, id)
+          event('job:reserved', id, q, h[2], 'reserved', {attempts = attempts})
+          return {id, q, h[2], h[3], tostring(attempts), h[4], h[5], h[6], h[7]}
+        end
+      end
+      redis.call('DEL', K.wake(q))
+    end
+  end
+  local due = next_due(queues)
+  return {'', due and ftime(due) or ''}
+end

@@ -1,0 +1,42 @@
+-- Push jobs: ARGV[3] = count, then 10 fields per job:
+--   id, name, queue, payload (JSON), tags (JSON list), tries, timeout, backoff (JSON list),
+--   available_at (unix seconds or ''), extra (JSON object of further hash fields or '').
+-- Returns the number of jobs pushed.
+local n = tonumber(ARGV[3])
+local monitored = redis.call('SCARD', K.monitoring()) > 0
+for i = 0, n - 1 do
+  local b = 4 + i * 10
+  local id, name, queue, payload, tags = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
+  local available_at = tonumber(ARGV[b + 8])
+  local jk = K.job(id)
+  local score = fmt(stamp())
+  local status = 'pending'
+  if available_at and available_at > NOW then status = 'scheduled' end
+  redis.call('HSET', jk, 'id', id, 'name', name, 'queue', queue, 'status', status,
+    'payload', payload, 'tags', tags, 'attempts', '0', 'tries', ARGV[b + 5],
+    'timeout', ARGV[b + 6], 'backoff', ARGV[b + 7], 'pushed_at', ftime(NOW), 'index', score)
+  if ARGV[b + 9] ~= '' then
+    for k, v in pairs(cjson.decode(ARGV[b + 9])) do redis.call('HSET', jk, k, tostring(v)) end
+  end
+  if status == 'scheduled' then
+    redis.call('HSET', jk, 'available_at', ftime(available_at))
+    redis.call('ZADD', K.delayed(queue), ftime(available_at), id)
+  else
+    enqueue(id, queue)
+  end
+  redis.call('SADD', K.queues(), queue)
+  redis.call('ZADD', K.index('recent'), score, id)
+  redis.call('ZADD', K.index('pending'), score, id)
+  if monitored and tags ~= '[]' then
+    for _, tag in ipairs(decode_list(tags)) do
+      if redis.call('SISMEMBER', K.monitoring(), tag) == 1 then
+        redis.call('ZADD', K.tag_jobs(tag), score, id)
+      end
+    end
+  end
+  event(status == 'pending' and 'job:pending' or 'job:delayed', id, queue, name, status)
+end
+flush_clock()
+trim_index('recent', C.trim.recent)
+trim_index('pending', C.trim.pending)
+return n

@@ -1,0 +1,65 @@
+"""Job payloads: JSON only, never pickle. Encoding fails loudly before anything is written."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class PayloadError(TypeError):
+    """A job argument cannot be carried as JSON; the message names the argument and its type."""
+
+
+def _offender(value: Any, path: str) -> tuple[str, str] | None:
+    """The first non-JSON value inside ``value`` as (path, description), or None."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, f"float {value!r}")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return (path, f"dict key {key!r} of type {type(key).__name__}")
+            found = _offender(item, f"{path}[{key!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _offender(item, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return (path, f"{type(value).__name__} {value!r:.60}")
+
+
+def encode(args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None) -> str:
+    """The payload JSON ``{"args": [...], "kwargs": {...}}``; PayloadError on non-JSON values."""
+    data = {"args": list(args), "kwargs": dict(kwargs or {})}
+    try:
+        return json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        where, what = (
+            _offender(data["args"], "args")
+            or _offender(data["kwargs"], "kwargs")
+            or (
+                "payload",
+                str(exc),
+            )
+        )
+        raise PayloadError(
+            f"job argument {where} is not JSON-serialisable: {what} (payloads are JSON only)"
+        ) from None
+
+
+def decode(text: str) -> tuple[list[Any], dict[str, Any]]:
+    """``(args, kwargs)`` from a payload JSON; ValueError names what is malformed."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("payload is not a JSON object")
+    args, kwargs = data.get("args", []), data.get("kwargs", {})
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise ValueError("payload args must be a list and kwargs an object")
+    return args, kwargs

@@ -1,0 +1,190 @@
+"""The job queue: every job state change, each one Lua script call (one Redis round trip).
+
+Workers reserve and finish jobs here; dispatch pushes through here; the CLI and the API retry,
+release and record progress through here. Reads for the API live in the repositories.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+if TYPE_CHECKING:
+    from horizon.context import Horizon
+
+PUSH_CHUNK = 1000  # jobs per push script call in bulk dispatch
+
+
+class JobNotFound(LookupError):
+    """No job with that id."""
+
+
+class JobConflict(RuntimeError):
+    """The job is not in a state that allows the operation."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """A job to push: everything the push script writes."""
+
+    name: str
+    queue: str
+    payload: str
+    tags: Sequence[str] = ()
+    tries: int = 1
+    timeout: float = 60
+    backoff: Sequence[float] = (0,)
+    available_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def argv(self) -> list[Any]:
+        return [
+            self.id,
+            self.name,
+            self.queue,
+            self.payload,
+            json.dumps(list(self.tags), separators=(",", ":")),
+            self.tries,
+            self.timeout,
+            json.dumps(list(self.backoff), separators=(",", ":")),
+            "" if self.available_at is None else repr(float(self.available_at)),
+            json.dumps(self.extra, separators=(",", ":")) if self.extra else "",
+        ]
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """A job a worker holds: enough to run it without reading the hash again."""
+
+    id: str
+    queue: str
+    name: str
+    payload: str
+    attempts: int
+    tries: int
+    timeout: float
+    backoff: list[float]
+    tags: list[str]
+
+    @classmethod
+    def from_reply(cls, reply: Sequence[Any]) -> Reserved | None:
+        if not reply or not reply[0]:
+            return None
+        id_, queue, name, payload, attempts, tries, timeout, backoff, tags = reply[:9]
+        return cls(
+            id_,
+            queue,
+            name,
+            payload,
+            int(attempts),
+            int(tries),
+            float(timeout),
+            json.loads(backoff or "[]"),
+            json.loads(tags or "[]"),
+        )
+
+
+def _next_due(reply: Sequence[Any]) -> float | None:
+    if len(reply) >= 2 and not reply[0] and reply[1]:
+        return float(reply[1])
+    return None
+
+
+class JobQueue:
+    """Lua-backed job operations for one configured horizon."""
+
+    def __init__(self, hz: Horizon) -> None:
+        self.redis = hz.redis
+        self.keys = hz.keys
+        self.scripts = hz.scripts
+
+    # --- dispatch -------------------------------------------------------------------------
+    def push(self, specs: Iterable[JobSpec]) -> list[str]:
+        """Push jobs: one script call per chunk of PUSH_CHUNK, pipelined in one round trip."""
+        specs = list(specs)
+        if len(specs) == 1:
+            self.scripts.call("push", 1, *specs[0].argv())
+            return [specs[0].id]
+        pipe = self.redis.pipeline(transaction=False)
+        for start in range(0, len(specs), PUSH_CHUNK):
+            chunk = specs[start : start + PUSH_CHUNK]
+            args = [a for spec in chunk for a in spec.argv()]
+            self.scripts.call("push", len(chunk), *args, client=pipe)
+        pipe.execute()
+        return [spec.id for spec in specs]
+
+    # --- worker hot path --------------------------------------------------------------------
+    def reserve(self, queues: Sequence[str], woken_by: str = "") -> tuple[Reserved | None, float | None]:
+        """The next job of ``queues`` (priority order), or (None, when something is next due)."""
+        reply = self.scripts.call("reserve", woken_by, *queues)
+        return Reserved.from_reply(reply), _next_due(reply)
+
+    def finish(
+        self,
+        job: Reserved,
+        outcome: str,
+        runtime_ms: float,
+        detail: str = "",
+        next_from: Sequence[str] | None = None,
+    ) -> tuple[str, Reserved | None, float | None]:
+        """Record an attempt's outcome and reserve the next job in the same round trip.
+
+        ``outcome`` is ``completed``, ``failed`` (retried while tries are left) or
+        ``failed_final``; ``detail`` is the exception JSON or the job's output.
+        Returns (the job's new status or 'stale', next job, next due time).
+        """
+        reply = self.scripts.call(
+            "finish",
+            outcome,
+            job.id,
+            job.attempts,
+            f"{runtime_ms:.3f}",
+            detail,
+            "1" if next_from else "0",
+            *(next_from or ()),
+        )
+        rest = reply[1:]
+        return reply[0], Reserved.from_reply(rest), _next_due(rest)
+
+    def wait(self, queues: Sequence[str], timeout: float) -> str | None:
+        """Block until a wake-up token arrives on one of ``queues``; the queue's name or None."""
+        reply = self.redis.brpop([self.keys.wake(q) for q in queues], timeout=max(timeout, 0.01))
+        if reply is None:
+            return None
+        key = reply[0]
+        return next(q for q in queues if self.keys.wake(q) == key)
+
+    def release(self, job: Reserved) -> bool:
+        """Put a reserved job back without counting the attempt."""
+        return bool(self.scripts.call("release", job.id, job.attempts))
+
+    def progress(self, job_id: str, value: float) -> bool:
+        return bool(self.scripts.call("progress", job_id, repr(float(value))))
+
+    # --- operations -------------------------------------------------------------------------
+    def retry(self, job_id: str) -> str:
+        """Dispatch a copy of a failed job; returns the copy's id."""
+        try:
+            return self.scripts.call("retry", job_id, str(uuid.uuid4()))
+        except redis.ResponseError as exc:
+            text = str(exc)
+            if text.startswith("NOT_FOUND"):
+                raise JobNotFound(text.split(" ", 1)[1]) from None
+            if text.startswith("CONFLICT"):
+                raise JobConflict(text.split(" ", 1)[1]) from None
+            raise
+
+    def maintain(self) -> tuple[int, int]:
+        """Move due delayed jobs and recover expired reservations on every queue."""
+        promoted, recovered = self.scripts.call("maintain")
+        return int(promoted), int(recovered)
+
+    def get(self, job_id: str) -> dict[str, str] | None:
+        data = self.redis.hgetall(self.keys.job(job_id))
+        return data or None

@@ -1,0 +1,79 @@
+"""Lua scripts: loads ``horizon/lua/*.lua``, prepends the shared prelude and key builders.
+
+Every state change of a job (push, reserve, finish, release, retry, progress, maintenance) is one
+script call, so the job hash, every index, metrics, tags and the event stream change atomically.
+Calls go through redis-py's ``Script`` (EVALSHA, loading the script on NOSCRIPT).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from horizon.keys import Keys, lua_builders
+
+if TYPE_CHECKING:
+    import redis
+
+    from horizon.config import Settings
+
+SCRIPT_NAMES = ("push", "reserve", "finish", "release", "retry", "progress", "maintain")
+
+# Most wake-up tokens kept per queue: enough to wake every idle worker, bounded for memory.
+WAKE_CAP = 256
+
+
+@cache
+def source(name: str) -> str:
+    """Full Lua source of script ``name``: prelude with key builders, then the script body."""
+    lua = resources.files("horizon") / "lua"
+    prelude = (lua / "prelude.lua").read_text().replace("--@KEYS@", lua_builders())
+    return prelude + "\n" + (lua / f"{name}.lua").read_text()
+
+
+def script_settings(settings: Settings) -> str:
+    """The settings JSON every script receives as ARGV[2] (times in seconds)."""
+    trim = settings.trim
+    rate_limits = {
+        name: [q.rate_limit.jobs, q.rate_limit.per]
+        for name, q in settings.queues.items()
+        if q.rate_limit is not None
+    }
+    return json.dumps(
+        {
+            "margin": settings.reservation_margin,
+            "events_max": settings.events_max,
+            "wake_cap": WAKE_CAP,
+            "trim": {
+                "recent": trim.recent * 60,
+                "pending": trim.pending * 60,
+                "completed": trim.completed * 60,
+                "recent_failed": trim.recent_failed * 60,
+                "failed": trim.failed * 60,
+                "monitored": trim.monitored * 60,
+            },
+            # a JSON object (not a list) so Lua can test membership; never empty for cjson
+            "silenced": {name: True for name in settings.silenced} or {"": False},
+            "rl": rate_limits or {"": False},
+        },
+        separators=(",", ":"),
+    )
+
+
+class Scripts:
+    """The scripts registered on one Redis client for one prefix and settings."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.keys = Keys(settings.prefix)
+        self._head = [self.keys.tagged, script_settings(settings)]
+        self._routing = [self.keys.clock()]
+        self._scripts = {name: client.register_script(source(name)) for name in SCRIPT_NAMES}
+
+    def args(self, *args: Any) -> list[Any]:
+        return [*self._head, *args]
+
+    def call(self, name: str, *args: Any, client: Any = None) -> Any:
+        """Run script ``name`` with ``args`` after the shared head (on ``client`` if given)."""
+        return self._scripts[name](keys=self._routing, args=self.args(*args), client=client)

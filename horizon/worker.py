@@ -1,0 +1,277 @@
+"""The worker loop: block for a job, run it under its timeout, finish it in one round trip.
+
+A busy worker costs one Redis round trip per job (the finish script also reserves the next job);
+an idle worker blocks on the queues' wake-up tokens (BRPOP) with a timeout that ends when the
+next delayed job is due, then reserves (one script call). TERM finishes the current job, a second
+TERM puts it back and stops at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import psutil
+import redis
+
+from horizon import jobs, payload
+from horizon.context import Horizon
+from horizon.queue import Reserved
+
+log = logging.getLogger(__name__)
+
+IDLE_WAIT = 5.0  # longest block on Redis before looking around (parent alive, stop requested)
+MEMORY_CHECK_INTERVAL = 1.0
+TRACEBACK_LIMIT = 20000
+
+EXIT_OK = 0
+EXIT_RECYCLE = 0  # max_jobs / max_time / memory: the supervisor starts a fresh worker
+EXIT_HARD_TIMEOUT = 70
+
+
+class JobTimeout(Exception):
+    """The job ran past its timeout."""
+
+
+class _Interrupt(BaseException):
+    """Raised by a signal handler to leave a blocking wait or a job at once."""
+
+
+_running: Reserved | None = None
+_progress_sink: Callable[[str, float], Any] | None = None
+
+
+def progress(value: float) -> bool:
+    """Record the running job's progress (0.0-1.0); False outside a job."""
+    if _running is None or _progress_sink is None:
+        return False
+    value = min(max(float(value), 0.0), 1.0)
+    return bool(_progress_sink(_running.id, value))
+
+
+def exception_detail(exc: BaseException) -> str:
+    """The exception JSON kept on a failed attempt: class, message and traceback."""
+    cls = type(exc)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    text = "".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:]
+    return json.dumps({"class": name, "message": str(exc), "traceback": text})
+
+
+@dataclass(kw_only=True)
+class WorkerOptions:
+    queues: Sequence[str]
+    name: str = field(default_factory=lambda: f"worker-{os.getpid()}")
+    max_jobs: int = 0  # 0 = no limit
+    max_time: float = 0  # seconds; 0 = no limit
+    memory: int = 0  # MB of USS; 0 = no limit
+    stop_when_empty: bool = False
+    parent_pid: int | None = None  # exit when this process is gone
+    timeout_grace: float = 5.0  # after a timeout, how long a job may ignore it before a hard exit
+
+
+@dataclass
+class WorkerState:
+    """What the worker reports about itself (the supervisor shows it in heartbeats)."""
+
+    status: str = "starting"
+    jobs: int = 0
+    started_at: float = field(default_factory=time.time)
+
+
+class Worker:
+    """One worker process serving ``options.queues`` in priority order."""
+
+    def __init__(
+        self,
+        hz: Horizon,
+        options: WorkerOptions,
+        on_state: Callable[[WorkerState], Any] | None = None,
+    ) -> None:
+        self.hz, self.opts = hz, options
+        self.queues = list(options.queues)
+        self.state = WorkerState()
+        self.on_state = on_state
+        self.stopping = False
+        self.interruptible = False  # True while blocked in a wait a signal may break
+        self.terms = 0
+        self.job: Reserved | None = None
+        self.timed_out = False
+        self._memory_checked = 0.0
+        self._process = psutil.Process()
+
+    # --- signals: record the request; break a blocking wait ------------------------------
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGALRM, self._on_alarm)
+
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        self.terms += 1
+        self.stopping = True
+        if self.interruptible or self.terms > 1:
+            raise _Interrupt()
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        if not self.timed_out:
+            self.timed_out = True
+            signal.setitimer(signal.ITIMER_REAL, self.opts.timeout_grace)
+            raise JobTimeout(f"job exceeded its timeout of {self.job.timeout:g}s" if self.job else "timeout")
+        # the job swallowed the timeout: record the failure and leave now
+        if self.job is not None:
+            detail = json.dumps(
+                {
+                    "class": "horizon.worker.JobTimeout",
+                    "message": "job ignored its timeout and was stopped",
+                    "traceback": "",
+                }
+            )
+            try:
+                self.hz.queue.finish(self.job, "failed", self.job.timeout * 1000, detail)
+            except Exception:
+                pass
+        os._exit(EXIT_HARD_TIMEOUT)
+
+    # --- the loop ---------------------------------------------------------------------------
+    def run(self) -> int:
+        """Process jobs until stopped; returns the exit code."""
+        global _progress_sink
+        _progress_sink = self.hz.queue.progress
+        log.info("worker serving %s", ",".join(self.queues))
+        next_job: Reserved | None = None
+        try:
+            while not self.should_stop():
+                if next_job is None:
+                    next_job = self.wait_for_job()
+                    continue
+                next_job = self.process(next_job)
+        except _Interrupt:
+            if self.job is not None:
+                self._retrying(lambda: self.hz.queue.release(self.job))
+                log.info("stopped at once; job %s put back", self.job.id)
+        self.report("stopped")
+        return EXIT_OK
+
+    def should_stop(self) -> bool:
+        if self.stopping:
+            return True
+        if self.opts.parent_pid and os.getppid() != self.opts.parent_pid:
+            log.warning("parent %s is gone; stopping", self.opts.parent_pid)
+            self.stopping = True
+        return self.stopping
+
+    def wait_for_job(self) -> Reserved | None:
+        """Reserve at once if a job is there, else block until woken (or something is due)."""
+        job, due = self._retrying(lambda: self.hz.queue.reserve(self.queues))
+        while job is None and not self.should_stop():
+            if self.opts.stop_when_empty and due is None:
+                self.stopping = True
+                return None
+            timeout = IDLE_WAIT if due is None else min(IDLE_WAIT, max(due - time.time(), 0.01))
+            self.report("idle")
+            self.interruptible = True
+            try:
+                if self.stopping:
+                    return None
+                woken_by = self._retrying(lambda t=timeout: self.hz.queue.wait(self.queues, t))
+            except _Interrupt:
+                return None
+            finally:
+                self.interruptible = False
+            job, due = self._retrying(lambda w=woken_by: self.hz.queue.reserve(self.queues, w or ""))
+        return job
+
+    def process(self, job: Reserved) -> Reserved | None:
+        """Run one job, finish it and return the next one reserved in the same round trip."""
+        global _running
+        self.job, _running = job, job
+        self.report("processing")
+        outcome, detail, runtime_ms = self.perform(job)
+        self.state.jobs += 1
+        want_next = not self.should_stop() and not self.should_recycle()
+        state, next_job, _ = self._retrying(
+            lambda: self.hz.queue.finish(job, outcome, runtime_ms, detail, self.queues if want_next else None)
+        )
+        self.job, _running = None, None
+        if state == "stale":
+            log.warning("job %s: reservation was taken back while it ran", job.id)
+        return next_job
+
+    def perform(self, job: Reserved) -> tuple[str, str, float]:
+        """Run the job's function under its timeout: (outcome, detail, runtime ms)."""
+        start = time.perf_counter()
+        self.timed_out = False
+        try:
+            definition = jobs.lookup(job.name)
+            args, kwargs = payload.decode(job.payload)
+            signal.setitimer(signal.ITIMER_REAL, job.timeout)
+            try:
+                result = definition.fn(*args, **kwargs)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except jobs.UnknownJob as exc:
+            log.error("job %s: %s", job.id, exc)
+            return "failed_final", exception_detail(exc), self._elapsed(start)
+        except _Interrupt:
+            raise
+        except Exception as exc:
+            log.info("job %s (%s) attempt %d failed: %s", job.id, job.name, job.attempts, exc)
+            return "failed", exception_detail(exc), self._elapsed(start)
+        return "completed", self._output(result), self._elapsed(start)
+
+    @staticmethod
+    def _elapsed(start: float) -> float:
+        return (time.perf_counter() - start) * 1000
+
+    @staticmethod
+    def _output(result: Any) -> str:
+        if result is None:
+            return ""
+        try:
+            return json.dumps(result)[:TRACEBACK_LIMIT]
+        except (TypeError, ValueError):
+            return json.dumps(repr(result)[:TRACEBACK_LIMIT])
+
+    def should_recycle(self) -> bool:
+        """max_jobs, max_time or memory reached: finish here and let a fresh worker take over."""
+        o = self.opts
+        if o.max_jobs and self.state.jobs >= o.max_jobs:
+            log.info("recycling after %d jobs", self.state.jobs)
+            return True
+        if o.max_time and time.time() - self.state.started_at >= o.max_time:
+            log.info("recycling after %.0fs", time.time() - self.state.started_at)
+            return True
+        now = time.monotonic()
+        if o.memory and now - self._memory_checked >= MEMORY_CHECK_INTERVAL:
+            self._memory_checked = now
+            uss = self._process.memory_full_info().uss / 2**20
+            if uss > o.memory:
+                log.warning("memory %.1f MB over the limit of %d MB; recycling", uss, o.memory)
+                return True
+        return False
+
+    def report(self, status: str) -> None:
+        if status != self.state.status:
+            self.state.status = status
+            if self.on_state:
+                self.on_state(self.state)
+
+    def _retrying(self, call: Callable[[], Any]) -> Any:
+        """Run a Redis call, waiting out connection errors with backoff (Redis restarts)."""
+        delay = 0.1
+        while True:
+            try:
+                return call()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if self.stopping and self.job is None:
+                    raise _Interrupt() from exc
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)

@@ -1,0 +1,1 @@
+"""Master supervisor, supervisors, process pools, balancing, scheduler and signals."""

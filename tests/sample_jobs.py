@@ -1,0 +1,61 @@
+"""Jobs used by the tests; each records what it did in Redis so tests can observe it."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+from horizon import job, progress
+
+_clients: dict[str, redis.Redis] = {}
+
+
+def _r() -> redis.Redis:
+    url = os.environ["HORIZON_TEST_REDIS"]
+    if url not in _clients:
+        _clients[url] = redis.Redis.from_url(url, decode_responses=True)
+    return _clients[url]
+
+
+@job(name="tests.add")
+def add(key: str, a: int, b: int) -> int:
+    _r().rpush(key, a + b)
+    return a + b
+
+
+@job(name="tests.record", tags=lambda key, value=None: [f"key:{key}"])
+def record(key: str, value: object = None) -> None:
+    """Append this run's value and pid to a list (each execution leaves one entry)."""
+    _r().rpush(key, f"{value}:{os.getpid()}")
+
+
+@job(name="tests.fail")
+def fail(key: str) -> None:
+    _r().rpush(key, time.time())
+    raise ValueError("boom: " + key)
+
+
+@job(name="tests.sleep")
+def sleep(key: str, seconds: float) -> None:
+    _r().rpush(key, f"start:{os.getpid()}")
+    time.sleep(seconds)
+    _r().rpush(key, "end")
+
+
+@job(name="tests.progress")
+def report_progress(key: str) -> None:
+    progress(0.5)
+    _r().rpush(key, "half")
+
+
+@job(name="tests.crash")
+def crash(key: str) -> None:
+    _r().rpush(key, os.getpid())
+    os._exit(9)
+
+
+@job(name="tests.noop")
+def noop() -> None:
+    return None

@@ -1,0 +1,233 @@
+"""Core engine against a real redis-server and real worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from horizon.payload import PayloadError
+from tests import sample_jobs
+from tests.helpers import wait_for
+
+
+def job_hash(hz, job_id):
+    return hz.redis.hgetall(hz.keys.job(job_id))
+
+
+def test_dispatch_writes_one_pending_job(hz, redis_client):
+    job_id = sample_jobs.add.dispatch("k", 1, 2)
+    h = job_hash(hz, job_id)
+    assert h["status"] == "pending"
+    assert h["name"] == "tests.add"
+    assert json.loads(h["payload"]) == {"args": ["k", 1, 2], "kwargs": {}}
+    assert redis_client.lrange(hz.keys.queue("default"), 0, -1) == [job_id]
+
+
+def test_non_json_argument_rejected_and_nothing_written(hz, redis_client, prefix):
+    with pytest.raises(PayloadError, match=r"args\[1\].*object"):
+        sample_jobs.record.dispatch("k", object())
+    with pytest.raises(PayloadError, match="kwargs"):
+        sample_jobs.record.dispatch("k", value={1, 2})
+    with pytest.raises(PayloadError):
+        sample_jobs.record.dispatch_many([(("a",), {}), (("b", float("nan")), {})])
+    assert list(redis_client.scan_iter(match=f"{{{prefix}}}:*")) == []
+
+
+def test_automatic_and_explicit_tags(hz):
+    job_id = sample_jobs.record.options(tags=["vip"]).dispatch("user-7")
+    assert json.loads(job_hash(hz, job_id)["tags"]) == ["key:user-7", "vip"]
+
+
+def test_dispatch_many_pushes_in_order(hz, redis_client):
+    ids = sample_jobs.add.dispatch_many([(("k", i, 0), {}) for i in range(2500)])
+    assert len(set(ids)) == 2500
+    assert redis_client.llen(hz.keys.queue("default")) == 2500
+    assert redis_client.lindex(hz.keys.queue("default"), -1) == ids[0]
+
+
+def test_success_runs_job_and_records_completion(hz, procs, redis_client):
+    job_id = sample_jobs.add.dispatch("sum", 2, 3)
+    result = procs.run("work", "--stop-when-empty")
+    assert result.returncode == 0, result.stderr
+    assert redis_client.lrange("sum", 0, -1) == ["5"]
+    h = job_hash(hz, job_id)
+    assert h["status"] == "completed"
+    assert h["attempts"] == "1"
+    assert float(h["completed_at"]) >= float(h["reserved_at"]) >= float(h["pushed_at"])
+    redis_client.delete("sum")
+
+
+def test_failure_retries_with_backoff_then_fails(hz, procs, redis_client):
+    key = f"fail-{os.getpid()}-{time.time()}"
+    job_id = sample_jobs.fail.options(tries=3, backoff=[0.3, 0.6]).dispatch(key)
+    result = procs.run("work", "--stop-when-empty")
+    assert result.returncode == 0, result.stderr
+    runs = [float(t) for t in redis_client.lrange(key, 0, -1)]
+    assert len(runs) == 3
+    assert runs[1] - runs[0] >= 0.29
+    assert runs[2] - runs[1] >= 0.59
+    h = job_hash(hz, job_id)
+    assert h["status"] == "failed"
+    assert h["attempts"] == "3"
+    exc = json.loads(h["exception"])
+    assert exc["class"] == "ValueError"
+    assert exc["message"] == "boom: " + key
+    assert "Traceback" in exc["traceback"]
+    assert redis_client.zscore(hz.keys.index("failed"), job_id) is not None
+    redis_client.delete(key)
+
+
+def test_hung_job_is_stopped_by_its_timeout(hz, procs, redis_client):
+    key = f"sleep-{time.time()}"
+    job_id = sample_jobs.sleep.options(timeout=0.5).dispatch(key, 30)
+    start = time.monotonic()
+    result = procs.run("work", "--stop-when-empty")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - start < 20
+    h = job_hash(hz, job_id)
+    assert h["status"] == "failed"
+    assert json.loads(h["exception"])["class"] == "horizon.worker.JobTimeout"
+    assert redis_client.lrange(key, 0, -1)[-1].startswith("start:")
+    redis_client.delete(key)
+
+
+def test_delayed_job_starts_on_time(hz, procs, redis_client):
+    key = f"delayed-{time.time()}"
+    worker = procs.horizon("work")
+    due = time.time() + 1.5
+    job_id = sample_jobs.add.options(run_at=due).dispatch(key, 1, 1)
+    assert job_hash(hz, job_id)["status"] == "scheduled"
+    wait_for(lambda: redis_client.llen(key) == 1, timeout=10)
+    h = job_hash(hz, job_id)
+    started = float(h["reserved_at"])
+    assert due <= started < due + 1.0, started - due
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0
+    redis_client.delete(key)
+
+
+def test_unknown_job_name_fails_that_job_and_worker_goes_on(hz, procs, redis_client):
+    from horizon.queue import JobSpec
+
+    bad = hz.queue.push(
+        [JobSpec(name="no.such.job", queue="default", payload='{"args":[],"kwargs":{}}', tries=3)]
+    )[0]
+    good = sample_jobs.add.dispatch("after-unknown", 1, 1)
+    result = procs.run("work", "--stop-when-empty")
+    assert result.returncode == 0, result.stderr
+    h = job_hash(hz, bad)
+    assert h["status"] == "failed"
+    assert h["attempts"] == "1"
+    assert "no.such.job" in json.loads(h["exception"])["message"]
+    assert job_hash(hz, good)["status"] == "completed"
+    redis_client.delete("after-unknown")
+
+
+def test_term_lets_the_running_job_finish(hz, procs, redis_client):
+    key = f"term-{time.time()}"
+    job_id = sample_jobs.sleep.dispatch(key, 1.0)
+    worker = procs.horizon("work")
+    wait_for(lambda: redis_client.llen(key) >= 1)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0
+    assert redis_client.lrange(key, 0, -1)[-1] == "end"
+    assert job_hash(hz, job_id)["status"] == "completed"
+    redis_client.delete(key)
+
+
+def test_second_term_puts_the_job_back(hz, procs, redis_client):
+    key = f"term2-{time.time()}"
+    job_id = sample_jobs.sleep.dispatch(key, 30)
+    worker = procs.horizon("work")
+    wait_for(lambda: redis_client.llen(key) >= 1)
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.2)  # two separate signals, not one coalesced
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0
+    h = job_hash(hz, job_id)
+    assert h["status"] == "pending"
+    assert h["attempts"] == "0"
+    redis_client.delete(key)
+
+
+def test_killed_worker_job_runs_again_after_deadline(hz, procs, redis_client, config_data, tmp_path):
+    key = f"kill-{time.time()}"
+    hz_margin = hz.settings.reservation_margin
+    job_id = sample_jobs.sleep.options(timeout=1, tries=2).dispatch(key, 0.5)
+    # make the first attempt hang past kill time: a long sleep that we kill -9
+    hz.redis.hset(hz.keys.job(job_id), "payload", json.dumps({"args": [key, 30], "kwargs": {}}))
+    first = procs.horizon("work")
+    wait_for(lambda: redis_client.llen(key) >= 1)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    assert job_hash(hz, job_id)["status"] == "reserved"
+    hz.redis.hset(hz.keys.job(job_id), "payload", json.dumps({"args": [key, 0.1], "kwargs": {}}))
+    second = procs.horizon("work")
+    wait_for(lambda: job_hash(hz, job_id)["status"] == "completed", timeout=1 + hz_margin + 10)
+    h = job_hash(hz, job_id)
+    assert h["attempts"] == "2"
+    second.send_signal(signal.SIGTERM)
+    second.wait(timeout=15)
+    redis_client.delete(key)
+
+
+def test_expired_reservation_without_tries_left_fails_as_worker_lost(hz, redis_client):
+    from horizon.queue import JobSpec
+
+    job_id = hz.queue.push(
+        [JobSpec(name="tests.noop", queue="lost", payload='{"args":[],"kwargs":{}}', tries=1, timeout=1)]
+    )[0]
+    job, _ = hz.queue.reserve(["lost"])
+    assert job.id == job_id
+    # the worker "dies": nobody finishes; move its deadline into the past and run maintenance
+    redis_client.zadd(hz.keys.reserved("lost"), {job_id: time.time() - 1})
+    assert hz.queue.maintain() == (0, 1)
+    h = job_hash(hz, job_id)
+    assert h["status"] == "failed"
+    assert json.loads(h["exception"])["class"] == "WorkerLost"
+
+
+def test_cli_dispatch_and_retry(hz, procs, redis_client):
+    key = f"cli-{time.time()}"
+    out = procs.run("dispatch", "tests.fail", "--json", json.dumps({"args": [key]}))
+    assert out.returncode == 0, out.stderr
+    job_id = out.stdout.strip()
+    assert job_hash(hz, job_id)["name"] == "tests.fail"
+    assert procs.run("work", "--stop-when-empty").returncode == 0
+    assert job_hash(hz, job_id)["status"] == "failed"
+    out = procs.run("retry", job_id)
+    assert out.returncode == 0, out.stderr
+    copy = out.stdout.strip()
+    assert job_hash(hz, copy)["retry_of"] == job_id
+    retried = json.loads(job_hash(hz, job_id)["retried_by"])
+    assert [r["id"] for r in retried] == [copy]
+    assert retried[0]["status"] == "pending"
+    assert procs.run("work", "--stop-when-empty").returncode == 0
+    assert json.loads(job_hash(hz, job_id)["retried_by"])[0]["status"] == "failed"
+    redis_client.delete(key)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["dispatch", "no.such", "--json", "{}"], "unknown job name 'no.such'"),
+        (["dispatch", "tests.add", "--json", "{not json"], "not valid JSON"),
+        (["dispatch", "tests.add", "--json", '{"args": 1}'], '"args" must be a list'),
+    ],
+)
+def test_cli_dispatch_bad_input_exits_2(procs, argv, message):
+    out = procs.run(*argv)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_progress_is_recorded(hz, procs, redis_client):
+    job_id = sample_jobs.report_progress.dispatch("prog")
+    assert procs.run("work", "--stop-when-empty").returncode == 0
+    assert float(job_hash(hz, job_id)["progress"]) == 0.5
+    redis_client.delete("prog")

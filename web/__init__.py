@@ -1,0 +1,1 @@
+"""Flask app factory, /horizon/api blueprints, dashboard page and static assets."""
