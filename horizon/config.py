@@ -225,6 +225,13 @@ class Settings:
                 return sup
         raise KeyError(name)
 
+    def queue_defaults(self, queue: str) -> SupervisorSettings | None:
+        """The first supervisor serving ``queue`` (its tries/timeout/backoff are job defaults)."""
+        for sup in self.supervisors:
+            if queue in sup.queue:
+                return sup
+        return None
+
 
 # --------------------------------------------------------------------------------------------
 # Validation helpers

@@ -143,7 +143,7 @@ class BoundJob:
         d, o = self.definition, self.opts
         body = payload.encode(args, kwargs)
         queue = o.queue or d.queue or DEFAULT_QUEUE
-        defaults = hz.settings.queue_defaults(queue) if hasattr(hz.settings, "queue_defaults") else None
+        defaults = hz.settings.queue_defaults(queue)
         tries = o.tries or d.tries or (defaults.tries if defaults else DEFAULT_TRIES)
         timeout = o.timeout or d.timeout or (defaults.timeout if defaults else DEFAULT_TIMEOUT)
         backoff = _backoff(o.backoff) or d.backoff or (tuple(defaults.backoff) if defaults else (0.0,))

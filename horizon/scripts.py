@@ -19,7 +19,12 @@ if TYPE_CHECKING:
 
     from horizon.config import Settings
 
-SCRIPT_NAMES = ("push", "reserve", "finish", "release", "retry", "progress", "maintain")
+
+def script_names() -> list[str]:
+    """Every ``horizon/lua/<name>.lua`` except the prelude."""
+    lua = resources.files("horizon") / "lua"
+    return sorted(p.name[:-4] for p in lua.iterdir() if p.name.endswith(".lua") and p.name != "prelude.lua")
+
 
 # Most wake-up tokens kept per queue: enough to wake every idle worker, bounded for memory.
 WAKE_CAP = 256
@@ -69,7 +74,7 @@ class Scripts:
         self.keys = Keys(settings.prefix)
         self._head = [self.keys.tagged, script_settings(settings)]
         self._routing = [self.keys.clock()]
-        self._scripts = {name: client.register_script(source(name)) for name in SCRIPT_NAMES}
+        self._scripts = {name: client.register_script(source(name)) for name in script_names()}
 
     def args(self, *args: Any) -> list[Any]:
         return [*self._head, *args]

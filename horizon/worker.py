@@ -104,6 +104,7 @@ class Worker:
         self.terms = 0
         self.job: Reserved | None = None
         self.timed_out = False
+        self.next_due: float | None = None
         self._memory_checked = 0.0
         self._process = psutil.Process()
 
@@ -146,12 +147,15 @@ class Worker:
         _progress_sink = self.hz.queue.progress
         log.info("worker serving %s", ",".join(self.queues))
         next_job: Reserved | None = None
+        tried = False  # the last finish already tried to reserve and found nothing
         try:
             while not self.should_stop():
                 if next_job is None:
-                    next_job = self.wait_for_job()
+                    next_job = self.wait_for_job(tried)
+                    tried = False
                     continue
                 next_job = self.process(next_job)
+                tried = next_job is None
         except _Interrupt:
             if self.job is not None:
                 self._retrying(lambda: self.hz.queue.release(self.job))
@@ -167,9 +171,9 @@ class Worker:
             self.stopping = True
         return self.stopping
 
-    def wait_for_job(self) -> Reserved | None:
+    def wait_for_job(self, tried: bool = False) -> Reserved | None:
         """Reserve at once if a job is there, else block until woken (or something is due)."""
-        job, due = self._retrying(lambda: self.hz.queue.reserve(self.queues))
+        job, due = (None, self.next_due) if tried else self._retrying(lambda: self.hz.queue.reserve(self.queues))
         while job is None and not self.should_stop():
             if self.opts.stop_when_empty and due is None:
                 self.stopping = True
@@ -195,8 +199,10 @@ class Worker:
         self.report("processing")
         outcome, detail, runtime_ms = self.perform(job)
         self.state.jobs += 1
-        want_next = not self.should_stop() and not self.should_recycle()
-        state, next_job, _ = self._retrying(
+        if self.should_recycle():
+            self.stopping = True
+        want_next = not self.should_stop()
+        state, next_job, self.next_due = self._retrying(
             lambda: self.hz.queue.finish(job, outcome, runtime_ms, detail, self.queues if want_next else None)
         )
         self.job, _running = None, None

@@ -177,16 +177,15 @@ local function rate_record(queue, id)
   redis.call('PEXPIRE', key, math.ceil(rl[2] * 1000) + 1000)
 end
 
--- Earliest time something on these queues becomes runnable (delayed, expired, rate window).
+-- Earliest time a job on these queues becomes runnable (delayed jobs, rate-limit window).
+-- Expired reservations are not waited for: every reserve and the maintenance task recover them.
 local function next_due(queues)
   local best = nil
   for _, q in ipairs(queues) do
-    for _, key in ipairs({K.delayed(q), K.reserved(q)}) do
-      local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-      if first[2] then
-        local s = tonumber(first[2])
-        if not best or s < best then best = s end
-      end
+    local first = redis.call('ZRANGE', K.delayed(q), 0, 0, 'WITHSCORES')
+    if first[2] then
+      local s = tonumber(first[2])
+      if not best or s < best then best = s end
     end
     local rl = C.rl[q]
     if rl and redis.call('LLEN', K.queue(q)) > 0 then
