@@ -55,4 +55,6 @@ def connect(settings: Settings, *, url: str | None = None, **options: object) ->
     """A new client (decoded responses, hiredis parser when installed)."""
     options.setdefault("decode_responses", True)
     options.setdefault("health_check_interval", 30)
+    # longer than any blocking wait (worker.IDLE_WAIT), short enough to notice a dead server
+    options.setdefault("socket_timeout", 30)
     return redis.Redis.from_url(url or redis_url(settings), **options)
