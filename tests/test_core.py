@@ -154,7 +154,12 @@ def test_second_term_puts_the_job_back(hz, procs, redis_client):
     redis_client.delete(key)
 
 
-def test_killed_worker_job_runs_again_after_deadline(hz, procs, redis_client, config_data, tmp_path):
+@pytest.fixture
+def short_margin(config_data):
+    config_data["reservation_margin"] = 2
+
+
+def test_killed_worker_job_runs_again_after_deadline(short_margin, hz, procs, redis_client):
     key = f"kill-{time.time()}"
     hz_margin = hz.settings.reservation_margin
     job_id = sample_jobs.sleep.options(timeout=1, tries=2).dispatch(key, 0.5)
