@@ -232,3 +232,27 @@ local function reserve(queues, woken_by)
   local due = next_due(queues)
   return {'', due and ftime(due) or ''}
 end
+
+-- Remove a job record and every index entry naming it (delete, drain, clean). from_list: also
+-- LREM it from its queue list (O(queue length); drain pops the ids itself). Returns true if it existed.
+local JOB_INDEXES = {'recent', 'pending', 'completed', 'silenced', 'failed', 'recent_failed'}
+local function remove_job(id, from_list)
+  local jk = K.job(id)
+  local h = redis.call('HMGET', jk, 'queue', 'name', 'tags', 'status', 'after')
+  if not h[1] then return false end
+  local queue = h[1]
+  for _, list in ipairs(JOB_INDEXES) do redis.call('ZREM', K.index(list), id) end
+  redis.call('ZREM', K.queue_index(queue, 'completed'), id)
+  redis.call('ZREM', K.queue_index(queue, 'failed'), id)
+  redis.call('ZREM', K.delayed(queue), id)
+  redis.call('ZREM', K.reserved(queue), id)
+  if from_list and h[4] == 'pending' then redis.call('LREM', K.queue(queue), 1, id) end
+  for _, tag in ipairs(decode_list(h[3])) do
+    redis.call('ZREM', K.tag_jobs(tag), id)
+    redis.call('ZREM', K.tag_failed(tag), id)
+  end
+  if h[5] then redis.call('SREM', K.children(h[5]), id) end
+  redis.call('DEL', jk)
+  event('job:removed', id, queue, h[2], 'removed')
+  return true
+end
