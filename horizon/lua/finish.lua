@@ -5,7 +5,8 @@
 -- Returns {state, <reserve result...>} where state is the job's new status or 'stale'.
 local outcome, id, attempt, runtime = ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local jk = K.job(id)
-local h = redis.call('HMGET', jk, 'status', 'attempts', 'tries', 'queue', 'name', 'backoff', 'retry_of')
+local h = redis.call('HMGET', jk, 'status', 'attempts', 'tries', 'queue', 'name', 'backoff', 'retry_of',
+  'tags', 'index')
 local state = 'stale'
 local queue, name = h[4], h[5]
 
@@ -36,7 +37,7 @@ if h[1] and still_ours() then
       redis.call('ZADD', K.index('completed'), score, id)
     end
     record_metrics(name, queue, runtime)
-    redis.call('EXPIRE', jk, C.trim.completed)
+    redis.call('EXPIRE', jk, keep_for(C.trim.completed, index_monitored(id, h[9] or score, h[8])))
     if h[7] then update_retried_by(h[7], id, 'completed') end
     event('job:completed', id, queue, name, 'completed', {runtime = runtime})
     trim_index('completed', C.trim.completed)

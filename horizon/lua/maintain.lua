@@ -11,5 +11,8 @@ trim_index('completed', C.trim.completed)
 trim_index('silenced', C.trim.completed)
 trim_index('failed', C.trim.failed)
 trim_index('recent_failed', C.trim.recent_failed)
+for _, tag in ipairs(redis.call('SMEMBERS', K.monitoring())) do
+  redis.call('ZREMRANGEBYSCORE', K.tag_jobs(tag), '-inf', '(' .. cutoff(C.trim.monitored))
+end
 flush_clock()
 return {promoted, recovered}

@@ -60,6 +60,30 @@ local function decode_list(json)
   return cjson.decode(json)
 end
 
+-- Index a job (at its push score) under every monitored tag it carries, trimmed by trim.monitored;
+-- the key expires when no job was added for that long. Returns true when some tag is monitored.
+local function index_monitored(id, score, tags)
+  if not tags or tags == '' or tags == '[]' then return false end
+  if redis.call('SCARD', K.monitoring()) == 0 then return false end
+  local any = false
+  for _, tag in ipairs(decode_list(tags)) do
+    if redis.call('SISMEMBER', K.monitoring(), tag) == 1 then
+      local key = K.tag_jobs(tag)
+      redis.call('ZADD', key, 'NX', score, id)
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cutoff(C.trim.monitored))
+      redis.call('EXPIRE', key, C.trim.monitored)
+      any = true
+    end
+  end
+  return any
+end
+
+-- Seconds a finished job's hash is kept: its list's trim, or trim.monitored when a tag is monitored.
+local function keep_for(seconds, monitored)
+  if monitored and C.trim.monitored > seconds then return C.trim.monitored end
+  return seconds
+end
+
 -- Keep the original's retried_by entry in step with the copy's status.
 local function update_retried_by(original, copy, status)
   local ok = redis.call('EXISTS', K.job(original))
@@ -104,16 +128,21 @@ local function fail_final(id, queue, name, exception)
   local jk = K.job(id)
   local score = fmt(stamp())
   redis.call('HSET', jk, 'status', 'failed', 'failed_at', ftime(NOW), 'exception', exception)
+  local th = redis.call('HMGET', jk, 'tags', 'index')
+  local monitored = index_monitored(id, th[2] or score, th[1])
   redis.call('ZREM', K.index('pending'), id)
   redis.call('ZADD', K.index('failed'), score, id)
   redis.call('ZADD', K.index('recent_failed'), score, id)
   redis.call('ZADD', K.queue_index(queue, 'failed'), score, id)
-  for _, tag in ipairs(decode_list(redis.call('HGET', jk, 'tags'))) do
-    redis.call('ZADD', K.tag_failed(tag), score, id)
+  for _, tag in ipairs(decode_list(th[1])) do
+    local key = K.tag_failed(tag)
+    redis.call('ZADD', key, score, id)
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cutoff(C.trim.failed))
+    redis.call('EXPIRE', key, C.trim.failed)
   end
   redis.call('HINCRBY', K.job_metrics(name), 'failed', 1)
   redis.call('HINCRBY', K.queue_metrics(queue), 'failed', 1)
-  redis.call('EXPIRE', jk, C.trim.failed)
+  redis.call('EXPIRE', jk, keep_for(C.trim.failed, monitored))
   local original = redis.call('HGET', jk, 'retry_of')
   if original then update_retried_by(original, id, 'failed') end
   event('job:failed', id, queue, name, 'failed')
@@ -200,7 +229,7 @@ local function next_due(queues)
 end
 
 -- Take the next job from the first non-paused queue that has one, in priority order.
--- woken_by names the queue whose wake token the worker already consumed (or '').
+-- woken_by names the queue whose wake token the worker already consumed ('' none, '?' unknown).
 local function reserve(queues, woken_by)
   for _, q in ipairs(queues) do
     promote_due(q, 100)
@@ -217,7 +246,9 @@ local function reserve(queues, woken_by)
           local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
           redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', ftime(NOW))
           redis.call('ZADD', K.reserved(q), ftime(NOW + tonumber(h[5]) + C.margin), id)
-          if q ~= woken_by then
+          if woken_by == '?' then
+            -- pipelined right after the worker's BRPOP, which took a token if one was there
+          elseif q ~= woken_by then
             redis.call('RPOP', K.wake(q))
             if woken_by ~= '' then redis.call('LPUSH', K.wake(woken_by), '1') end
           end

@@ -27,13 +27,7 @@ for i = 0, n - 1 do
   redis.call('SADD', K.queues(), queue)
   redis.call('ZADD', K.index('recent'), score, id)
   redis.call('ZADD', K.index('pending'), score, id)
-  if monitored and tags ~= '[]' then
-    for _, tag in ipairs(decode_list(tags)) do
-      if redis.call('SISMEMBER', K.monitoring(), tag) == 1 then
-        redis.call('ZADD', K.tag_jobs(tag), score, id)
-      end
-    end
-  end
+  if monitored then index_monitored(id, score, tags) end
   event(status == 'pending' and 'job:pending' or 'job:delayed', id, queue, name, status)
 end
 flush_clock()
