@@ -41,10 +41,16 @@ def script_calls(client: redis.Redis) -> dict[str, int]:
     return {k[8:]: v["calls"] for k, v in stats.items()}
 
 
-def client_round_trips(before: dict[str, int], after: dict[str, int]) -> int:
-    # commands sent by clients: scripts count once; commands run inside scripts are not round trips
+def client_commands(before: dict[str, int], after: dict[str, int]) -> int:
+    """Commands sent by clients: a script call counts once (not the commands it runs)."""
     outer = ("evalsha", "eval", "brpop", "blpop")
     return sum(after.get(k, 0) - before.get(k, 0) for k in outer)
+
+
+def client_round_trips(before: dict[str, int], after: dict[str, int]) -> int:
+    """Network round trips of the worker: each one carries exactly one script call (an idle
+    worker pipelines its BRPOP with the reserve script), so script calls count round trips."""
+    return sum(after.get(k, 0) - before.get(k, 0) for k in ("evalsha", "eval"))
 
 
 def run_workers(config: Path, n: int, env: dict) -> list[subprocess.Popen]:
@@ -98,6 +104,7 @@ def main() -> None:
             assert done == args.jobs, f"{done} of {args.jobs} completed"
             results[f"processed_per_s_{n}_workers"] = round(args.jobs / elapsed)
             results[f"round_trips_per_job_{n}_workers"] = round(client_round_trips(before, after) / args.jobs, 3)
+            results[f"commands_per_job_{n}_workers"] = round(client_commands(before, after) / args.jobs, 3)
 
         # enqueue-to-start latency with an idle worker
         client.flushall()
@@ -129,8 +136,9 @@ def main() -> None:
             time.sleep(0.02)
         after = script_calls(client)
         # subtract the benchmark's own calls: 1 EVALSHA per dispatch and its HGET polls
-        worker_calls = client_round_trips(before, after) - 100  # minus the benchmark's dispatches
-        results["round_trips_per_job_idle_worker"] = round(worker_calls / 100, 3)
+        # minus the benchmark's own 100 dispatches (one EVALSHA each)
+        results["round_trips_per_job_idle_worker"] = round((client_round_trips(before, after) - 100) / 100, 3)
+        results["commands_per_job_idle_worker"] = round((client_commands(before, after) - 100) / 100, 3)
         for p in procs:
             p.terminate()
             p.wait()

@@ -152,6 +152,18 @@ class JobQueue:
         rest = reply[1:]
         return reply[0], Reserved.from_reply(rest), _next_due(rest)
 
+    def wait_and_reserve(self, queues: Sequence[str], timeout: float) -> tuple[Reserved | None, float | None]:
+        """Block for a wake-up token and reserve, pipelined: one network round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.brpop([self.keys.wake(q) for q in queues], timeout=max(timeout, 0.01))
+        self.scripts.send(pipe, "reserve", "?", *queues)
+        _, reply = pipe.execute(raise_on_error=False)
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            return self.reserve(queues, "?")  # script cache flushed (a Redis restart): load it
+        if isinstance(reply, Exception):
+            raise reply
+        return Reserved.from_reply(reply), _next_due(reply)
+
     def wait(self, queues: Sequence[str], timeout: float) -> str | None:
         """Block until a wake-up token arrives on one of ``queues``; the queue's name or None."""
         reply = self.redis.brpop([self.keys.wake(q) for q in queues], timeout=max(timeout, 0.01))

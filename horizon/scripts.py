@@ -79,6 +79,10 @@ class Scripts:
     def args(self, *args: Any) -> list[Any]:
         return [*self._head, *args]
 
+    def send(self, pipe: Any, name: str, *args: Any) -> None:
+        """Queue script ``name`` on a pipeline as a bare EVALSHA (no SCRIPT EXISTS round trip)."""
+        pipe.execute_command("EVALSHA", self._scripts[name].sha, 1, *self._routing, *self.args(*args))
+
     def call(self, name: str, *args: Any, client: Any = None) -> Any:
         """Run script ``name`` with ``args`` after the shared head (on ``client`` if given)."""
         return self._scripts[name](keys=self._routing, args=self.args(*args), client=client)

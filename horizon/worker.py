@@ -184,12 +184,11 @@ class Worker:
             try:
                 if self.stopping:
                     return None
-                woken_by = self._retrying(lambda t=timeout: self.hz.queue.wait(self.queues, t))
+                job, due = self._retrying(lambda t=timeout: self.hz.queue.wait_and_reserve(self.queues, t))
             except _Interrupt:
                 return None
             finally:
                 self.interruptible = False
-            job, due = self._retrying(lambda w=woken_by: self.hz.queue.reserve(self.queues, w or ""))
         return job
 
     def process(self, job: Reserved) -> Reserved | None:
