@@ -1,0 +1,72 @@
+"""Periodic maintenance in the master (APScheduler): each task runs once per interval over every master."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from horizon.context import Horizon
+from horizon.repositories.supervisors import Locks
+from supervisor import tuning
+
+log = logging.getLogger(__name__)
+
+
+def maintain_queues(hz: Horizon) -> None:
+    """Move due delayed jobs, recover expired reservations, trim the indexes."""
+    promoted, recovered = hz.queue.maintain()
+    if recovered:
+        log.warning("recovered %d expired reservation(s)", recovered)
+
+
+def snapshot_metrics(hz: Horizon) -> None:
+    """Record a metrics snapshot (skipped while the metrics repository is not available)."""
+    try:
+        from horizon.repositories.metrics import MetricsRepository
+    except ImportError:
+        log.debug("metrics repository not available; snapshot skipped")
+        return
+    MetricsRepository(hz).snapshot()
+
+
+class Maintenance:
+    """A background scheduler whose locked tasks fire once per interval across every master."""
+
+    def __init__(self, hz: Horizon, owner: str) -> None:
+        self.hz, self.owner = hz, owner
+        self.locks = Locks(hz)
+        self.scheduler = BackgroundScheduler(
+            daemon=True, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 5}
+        )
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+    def add_defaults(self) -> Maintenance:
+        self.add("maintain", tuning.MAINTAIN_INTERVAL, lambda: maintain_queues(self.hz))
+        self.add("snapshot", float(self.hz.settings.metrics.snapshot_interval), lambda: snapshot_metrics(self.hz))
+        return self
+
+    def add(self, task: str, interval: float, fn: Callable[[], Any], *, locked: bool = True) -> None:
+        self.scheduler.add_job(self.run_task, "interval", seconds=interval, args=(task, interval, fn, locked), id=task)
+
+    def run_task(self, task: str, interval: float, fn: Callable[[], Any], locked: bool = True) -> bool:
+        """Run ``fn`` when this master takes the task's lock for the current slot; True if it ran."""
+        try:
+            slot = self.locks.acquire_slot(task, interval, self.owner) if locked else 0
+            if slot is None:
+                return False
+            fn()
+            log.debug("task %s ran (slot %s)", task, slot)
+            return True
+        except Exception:
+            log.exception("periodic task %s failed", task)
+            return False
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)

@@ -1,0 +1,232 @@
+"""The master supervisor: one per host; runs the environment's supervisors and the maintenance tasks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import string
+import time
+from dataclasses import dataclass
+
+import psutil
+
+from horizon.config import SupervisorSettings
+from horizon.context import Horizon
+from horizon.repositories.supervisors import CommandQueue, MasterRepository, SupervisorRepository
+from supervisor import children, tuning
+from supervisor.maintenance import Maintenance
+from supervisor.notify import Notifier
+from supervisor.pool import exit_code
+from supervisor.signals import SignalQueue
+from supervisor.supervisor import run_supervisor
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_MEMORY = 12  # the master went over memory_limit (as Horizon); systemd restarts it
+MEMORY_CHECK = 5.0  # seconds between checks of the master's own memory
+SIGNALS = {"pause": signal.SIGUSR2, "continue": signal.SIGCONT, "restart": signal.SIGHUP}
+
+
+def master_name() -> str:
+    suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=4))
+    return f"{socket.gethostname()}-{suffix}"
+
+
+@dataclass
+class SupervisorProcess:
+    """A supervisor child as the master sees it."""
+
+    options: SupervisorSettings
+    pid: int
+    started_at: float
+    cooldown: float = 0.0
+    restart_at: float = 0.0
+
+
+class MasterSupervisor:
+    """Forks one child per configured supervisor and keeps them alive; ``loop()`` is one pass."""
+
+    def __init__(self, hz: Horizon, *, name: str | None = None, notifier: Notifier | None = None) -> None:
+        self.hz = hz
+        self.name = name or master_name()
+        self.signals = SignalQueue()
+        self.notifier = notifier or Notifier()
+        self.masters = MasterRepository(hz)
+        self.supervisor_records = SupervisorRepository(hz)
+        self.commands = CommandQueue(hz)
+        self.maintenance = Maintenance(hz, self.name).add_defaults()
+        self.supervisors: dict[str, SupervisorProcess] = {}
+        self.status = "running"
+        self.working = True
+        self.exit_code = EXIT_OK
+        self.last_heartbeat = 0.0
+        self.last_memory_check = 0.0
+        self.deadline: float | None = None
+
+    # --- the loop -------------------------------------------------------------------------
+    def run(self) -> int:
+        self.signals.install()
+        self.start_supervisors()
+        self.persist(force=True)
+        self.maintenance.start()
+        self.notifier.ready(f"master {self.name}")
+        log.info("master %s running %d supervisor(s)", self.name, len(self.supervisors))
+        try:
+            while not self.finished():
+                self.signals.wait(tuning.LOOP_INTERVAL)
+                self.loop()
+        finally:
+            self.maintenance.stop()
+            self.masters.forget(self.name)
+            self.commands.flush(self.name)
+            log.info("master %s stopped", self.name)
+        return self.exit_code
+
+    def loop(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        try:
+            self.handle_signals()
+            self.handle_commands()
+            self.reap(now)
+            self.monitor(now)
+            self.check_memory(now)
+            self.persist(now)
+            self.notifier.watchdog()
+        except Exception:
+            log.exception("master loop failed")
+
+    def finished(self) -> bool:
+        return not self.working and not self.supervisors
+
+    def handle_signals(self) -> None:
+        for verb in self.signals.drain():
+            self.dispatch(verb)
+
+    def handle_commands(self) -> None:
+        for command, _options in self.commands.pending(self.name):
+            self.dispatch(command)
+
+    def dispatch(self, verb: str) -> None:
+        actions = {"terminate": self.terminate, "pause": self.pause, "continue": self.resume, "restart": self.restart}
+        if verb in actions:
+            log.info("%s", verb)
+            actions[verb]()
+        elif verb != "child":
+            log.warning("unknown command %r", verb)
+
+    def reap(self, now: float) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.supervisor_exited(pid, exit_code(status), now)
+
+    def supervisor_exited(self, pid: int, code: int, now: float) -> None:
+        for name, child in list(self.supervisors.items()):
+            if child.pid != pid:
+                continue
+            if not self.working:
+                del self.supervisors[name]
+                self.supervisor_records.forget(f"{self.name}:{name}")
+                return
+            log.warning("supervisor %s (%s) exited with %s; restarting it", name, pid, code)
+            if now - child.started_at < tuning.YOUNG:
+                child.cooldown = min(max(child.cooldown * 2, tuning.RESTART_COOLDOWN), tuning.RESTART_COOLDOWN_MAX)
+            else:
+                child.cooldown = 0.0
+            child.pid, child.restart_at = 0, now + child.cooldown
+            return
+
+    def monitor(self, now: float) -> None:
+        if not self.working:
+            if self.deadline is not None and now > self.deadline:
+                for child in self.supervisors.values():
+                    children.signal_quietly(child.pid, signal.SIGKILL)
+            return
+        for child in self.supervisors.values():
+            if child.pid == 0 and now >= child.restart_at:
+                child.pid, child.started_at = self.fork_supervisor(child.options), now
+                if self.status == "paused":
+                    children.signal_quietly(child.pid, signal.SIGUSR2)
+
+    def check_memory(self, now: float) -> None:
+        if now - self.last_memory_check < MEMORY_CHECK:
+            return
+        self.last_memory_check = now
+        rss, limit = psutil.Process().memory_info().rss / 2**20, self.hz.settings.memory_limit
+        if rss > limit:
+            log.error("master memory %.1f MB is over memory_limit %d MB; terminating", rss, limit)
+            self.exit_code = EXIT_MEMORY
+            self.terminate()
+
+    def persist(self, now: float | None = None, force: bool = False) -> None:
+        now = time.time() if now is None else now
+        if not self.working or (not force and now - self.last_heartbeat < tuning.HEARTBEAT_INTERVAL):
+            return
+        self.last_heartbeat = now
+        self.masters.update(self.record(), ttl=tuning.RECORD_TTL)
+
+    def record(self) -> dict:
+        return {
+            "name": self.name,
+            "environment": self.hz.settings.environment,
+            "pid": os.getpid(),
+            "status": self.status,
+        }
+
+    # --- supervisors ----------------------------------------------------------------------
+    def start_supervisors(self) -> None:
+        now = time.time()
+        for options in self.hz.settings.supervisors:
+            self.supervisors[options.name] = SupervisorProcess(options, self.fork_supervisor(options), now)
+
+    def fork_supervisor(self, options: SupervisorSettings) -> int:
+        parent = os.getpid()
+        settings = self.hz.settings
+        return children.fork(
+            lambda: run_supervisor(settings, options, self.name, parent), before=self.signals.close
+        )
+
+    def _signal_supervisors(self, signum: int) -> None:
+        for child in self.supervisors.values():
+            if child.pid:
+                children.signal_quietly(child.pid, signum)
+
+    # --- verbs ----------------------------------------------------------------------------
+    def pause(self) -> None:
+        if self.working:
+            self.status = "paused"
+            self._signal_supervisors(SIGNALS["pause"])
+            self.persist(force=True)
+
+    def resume(self) -> None:
+        if self.working:
+            self.status = "running"
+            self._signal_supervisors(SIGNALS["continue"])
+            self.persist(force=True)
+
+    def restart(self) -> None:
+        if self.working:
+            self._signal_supervisors(SIGNALS["restart"])
+
+    def terminate(self) -> None:
+        if not self.working:
+            return
+        self.notifier.stopping()
+        self.working = False
+        self.status = "terminating"
+        self.masters.forget(self.name)
+        longest = max((c.options.timeout for c in self.supervisors.values()), default=0)
+        self.deadline = time.time() + longest + 2 * tuning.TERMINATE_GRACE
+        for name, child in list(self.supervisors.items()):
+            if child.pid:
+                children.signal_quietly(child.pid, signal.SIGTERM)
+            else:
+                del self.supervisors[name]

@@ -1,0 +1,132 @@
+"""A process pool: the workers of one queue (or of all a supervisor's queues) scaled to a target count."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+
+from supervisor import tuning
+from supervisor.process import WorkerProcess
+
+log = logging.getLogger(__name__)
+
+Spawn = Callable[[list[str]], WorkerProcess]
+
+
+class ProcessPool:
+    """Owns its workers: ``scale(n)``, replaces the dead (with a cooldown), kills stragglers."""
+
+    def __init__(self, queues: list[str], spawn: Spawn, *, stop_timeout: float) -> None:
+        self.queues = list(queues)
+        self.spawn = spawn
+        self.stop_timeout = stop_timeout  # a terminating worker older than this is killed
+        self.target = 0
+        self.paused = False
+        self.processes: list[WorkerProcess] = []
+        self.terminating: list[WorkerProcess] = []
+        self.cooldown = 0.0
+        self.restart_at = 0.0
+
+    @property
+    def key(self) -> str:
+        return ",".join(self.queues)
+
+    def size(self) -> int:
+        return len(self.processes)
+
+    def running(self) -> int:
+        return 0 if self.paused else self.target
+
+    def all(self) -> list[WorkerProcess]:
+        return self.processes + self.terminating
+
+    # --- verbs ----------------------------------------------------------------------------
+    def scale(self, target: int, now: float | None = None) -> None:
+        self.target = max(0, int(target))
+        self._fit(time.time() if now is None else now)
+
+    def pause(self, now: float | None = None) -> None:
+        self.paused = True
+        self._fit(time.time() if now is None else now)
+
+    def resume(self, now: float | None = None) -> None:
+        self.paused = False
+        self._fit(time.time() if now is None else now)
+
+    def restart(self, now: float | None = None) -> None:
+        """Replace every worker: each finishes its job and exits; fresh ones start at once."""
+        now = time.time() if now is None else now
+        self._stop(list(self.processes), now)
+        self._fit(now)
+
+    def terminate(self, now: float | None = None) -> None:
+        self.target, self.paused = 0, True
+        self._stop(list(self.processes), time.time() if now is None else now)
+
+    def monitor(self, now: float | None = None) -> None:
+        """Kill terminating workers past their timeout and start missing ones."""
+        now = time.time() if now is None else now
+        for proc in self.terminating:
+            if proc.stopping_since is not None and now - proc.stopping_since > self.stop_timeout:
+                log.warning("worker %s outlived its timeout; killing it", proc.pid)
+                proc.kill()
+        self._fit(now)
+
+    def exited(self, pid: int, code: int, now: float | None = None) -> bool:
+        """A child exited: forget it (and count toward the cooldown when it died young); ours?"""
+        now = time.time() if now is None else now
+        for group in (self.processes, self.terminating):
+            for proc in group:
+                if proc.pid == pid:
+                    group.remove(proc)
+                    proc.shared.close()
+                    if group is self.processes:
+                        self._died(proc, code, now)
+                    return True
+        return False
+
+    # --- internals ------------------------------------------------------------------------
+    def _died(self, proc: WorkerProcess, code: int, now: float) -> None:
+        if code == 0:  # recycled (max_jobs, max_time, memory): replace at once
+            return
+        log.warning("worker %s (%s) died with %s; replacing it", proc.pid, self.key, _describe(code))
+        if now - proc.started_at < tuning.YOUNG:
+            self.cooldown = min(max(self.cooldown * 2, tuning.RESTART_COOLDOWN), tuning.RESTART_COOLDOWN_MAX)
+            self.restart_at = now + self.cooldown
+        else:
+            self.cooldown = 0.0
+
+    def _fit(self, now: float) -> None:
+        wanted = self.running()
+        excess = len(self.processes) - wanted
+        if excess > 0:
+            self._stop(self._least_busy(excess), now)
+        while len(self.processes) < wanted and now >= self.restart_at:
+            self.processes.append(self.spawn(self.queues))
+
+    def _least_busy(self, count: int) -> list[WorkerProcess]:
+        order = {"starting": 0, "idle": 1, "processing": 2}
+        ranked = sorted(self.processes, key=lambda p: (order.get(p.status(), 0), -p.started_at))
+        return ranked[:count]
+
+    def _stop(self, procs: list[WorkerProcess], now: float) -> None:
+        for proc in procs:
+            if proc in self.processes:
+                self.processes.remove(proc)
+                self.terminating.append(proc)
+            proc.terminate(now)
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def exit_code(status: int) -> int:
+    """waitpid status -> exit code, or -signal."""
+    if os.WIFSIGNALED(status):
+        return -os.WTERMSIG(status)
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1

@@ -1,0 +1,118 @@
+"""One forked worker process and the few bytes of shared memory through which it reports its state."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import signal
+import struct
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+from horizon import context
+from horizon.config import Settings, SupervisorSettings
+from horizon.logs import set_process_name
+from horizon.worker import Worker, WorkerOptions, WorkerState
+from supervisor import children
+
+STATUSES = ("starting", "idle", "processing", "stopped")
+_LAYOUT = struct.Struct("<iq")  # status index, jobs done
+
+
+class SharedState:
+    """A worker's status and job count in an anonymous shared mapping (written by the child only)."""
+
+    def __init__(self) -> None:
+        self.memory = mmap.mmap(-1, _LAYOUT.size)
+
+    def write(self, state: WorkerState) -> None:
+        index = STATUSES.index(state.status) if state.status in STATUSES else 0
+        _LAYOUT.pack_into(self.memory, 0, index, state.jobs)
+
+    def read(self) -> tuple[str, int]:
+        index, jobs = _LAYOUT.unpack_from(self.memory, 0)
+        return STATUSES[index] if 0 <= index < len(STATUSES) else "starting", jobs
+
+    def close(self) -> None:
+        self.memory.close()
+
+
+@dataclass
+class WorkerProcess:
+    """A running worker as its supervisor sees it."""
+
+    pid: int
+    queues: list[str]
+    shared: SharedState
+    started_at: float = field(default_factory=time.time)
+    stopping_since: float | None = None
+    memory_mb: float = 0.0
+
+    @property
+    def queue(self) -> str:
+        return ",".join(self.queues)
+
+    def status(self) -> str:
+        return "terminating" if self.stopping_since is not None else self.shared.read()[0]
+
+    def jobs(self) -> int:
+        return self.shared.read()[1]
+
+    def terminate(self, now: float) -> None:
+        if self.stopping_since is None:
+            self.stopping_since = now
+        children.signal_quietly(self.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        children.signal_quietly(self.pid, signal.SIGKILL)
+
+    def measure(self) -> float:
+        """USS in MB (memory private to the worker; copy-on-write pages shared with us do not count)."""
+        try:
+            self.memory_mb = round(psutil.Process(self.pid).memory_full_info().uss / 2**20, 1)
+        except (psutil.Error, OSError):
+            pass
+        return self.memory_mb
+
+    def record(self) -> dict:
+        return {
+            "pid": self.pid,
+            "queue": self.queue,
+            "status": self.status(),
+            "started_at": round(self.started_at, 3),
+            "jobs": self.jobs(),
+            "memory": self.memory_mb,
+        }
+
+
+def spawn_worker(
+    settings: Settings, supervisor: SupervisorSettings, queues: list[str], name: str, before=None
+) -> WorkerProcess:
+    """Fork a worker serving ``queues`` (priority order) with a fresh Redis connection."""
+    shared = SharedState()
+    parent = os.getpid()
+
+    def run() -> int:
+        context.reset()
+        hz = context.configure(settings)
+        set_process_name(f"{name}:worker-{os.getpid()}")
+        if supervisor.nice:
+            os.nice(supervisor.nice)
+        options = WorkerOptions(
+            queues=queues,
+            name=f"{name}:{os.getpid()}",
+            max_jobs=supervisor.max_jobs,
+            max_time=supervisor.max_time,
+            memory=supervisor.memory,
+            parent_pid=parent,
+        )
+        worker = Worker(hz, options, on_state=shared.write)
+        worker.install_signals()
+        for ignored in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(ignored, signal.SIG_IGN)
+        return worker.run()
+
+    pid = children.fork(run, before=before)
+    return WorkerProcess(pid=pid, queues=list(queues), shared=shared)

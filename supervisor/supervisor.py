@@ -1,0 +1,238 @@
+"""A supervisor: the process pools of one configured supervisor, balanced, monitored and reported."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable
+
+from horizon.config import Settings, SupervisorSettings
+from horizon.context import Horizon
+from horizon.repositories.supervisors import CommandQueue, SupervisorRepository
+from supervisor import balancer, tuning
+from supervisor.pool import ProcessPool, exit_code
+from supervisor.process import spawn_worker
+from supervisor.signals import SignalQueue
+
+log = logging.getLogger(__name__)
+
+
+class Supervisor:
+    """Runs one supervisor's pools: ``loop()`` is one pass of the steps; ``run()`` repeats it."""
+
+    def __init__(
+        self,
+        hz: Horizon,
+        options: SupervisorSettings,
+        *,
+        master: str,
+        parent_pid: int | None = None,
+        signals: SignalQueue | None = None,
+    ) -> None:
+        self.hz, self.options, self.master = hz, options, master
+        self.name = f"{master}:{options.name}"
+        self.parent_pid = parent_pid
+        self.signals = signals or SignalQueue()
+        self.records = SupervisorRepository(hz)
+        self.commands = CommandQueue(hz)
+        self.status = "running"
+        self.working = True
+        self.last_balance = 0.0
+        self.last_heartbeat = 0.0
+        self.last_measure = 0.0
+        stop_timeout = options.timeout + tuning.TERMINATE_GRACE
+        self.pools = [ProcessPool(q, self._spawn, stop_timeout=stop_timeout) for q in self._pool_queues()]
+        self.deadline: float | None = None
+
+    # --- set-up -------------------------------------------------------------------------
+    def _pool_queues(self) -> list[list[str]]:
+        queues = list(dict.fromkeys(self.options.queue))
+        return [queues] if self.options.balance == "false" else [[q] for q in queues]
+
+    def _spawn(self, queues: list[str]) -> object:
+        return spawn_worker(self.hz.settings, self.options, queues, self.name, before=self.signals.close)
+
+    def balance_options(self) -> balancer.BalanceOptions:
+        o = self.options
+        return balancer.BalanceOptions(
+            strategy=o.auto_scaling_strategy,
+            min_processes=o.min_processes,
+            max_processes=o.max_processes,
+            max_shift=o.balance_max_shift,
+        )
+
+    def initial_scale(self) -> None:
+        o = self.options
+        if o.balance == "false":
+            self.pools[0].scale(o.max_processes)
+            return
+        queues = [p.key for p in self.pools]
+        if o.balance == "simple":
+            counts = balancer.split_evenly(queues, o.max_processes)
+        else:
+            counts = balancer.initial_processes(queues, self.balance_options())
+        for pool in self.pools:
+            pool.scale(counts[pool.key])
+
+    # --- the loop -------------------------------------------------------------------------
+    def run(self) -> int:
+        self.signals.install()
+        self.initial_scale()
+        self.persist(force=True)
+        while not self.finished():
+            self.signals.wait(tuning.LOOP_INTERVAL)
+            self.loop()
+        self.records.forget(self.name)
+        self.commands.flush(self.name)
+        return 0
+
+    def loop(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        try:
+            self.ensure_parent_is_running()
+            self.handle_signals(now)
+            self.handle_commands(now)
+            self.auto_scale(now)
+            self.reap(now)
+            self.monitor(now)
+            self.persist(now)
+        except Exception:
+            log.exception("supervisor loop failed")
+
+    def finished(self) -> bool:
+        return not self.working and not any(p.all() for p in self.pools)
+
+    def ensure_parent_is_running(self) -> None:
+        if self.working and self.parent_pid and os.getppid() != self.parent_pid:
+            log.warning("master %s is gone; terminating", self.parent_pid)
+            self.terminate()
+
+    def handle_signals(self, now: float) -> None:
+        for verb in self.signals.drain():
+            self.dispatch(verb, {}, now)
+
+    def handle_commands(self, now: float) -> None:
+        for command, options in self.commands.pending(self.name):
+            self.dispatch(command, options, now)
+
+    def dispatch(self, verb: str, options: dict, now: float) -> None:
+        actions: dict[str, Callable[[], None]] = {
+            "terminate": self.terminate,
+            "pause": self.pause,
+            "continue": self.resume,
+            "restart": self.restart,
+        }
+        if verb in actions:
+            log.info("%s", verb)
+            actions[verb]()
+        elif verb != "child":
+            log.warning("unknown command %r", verb)
+
+    def auto_scale(self, now: float) -> None:
+        o = self.options
+        if not self.working or o.balance != "auto" or now - self.last_balance < o.balance_cooldown:
+            return
+        self.last_balance = now
+        lengths = self.records.queue_loads([p.key for p in self.pools])
+        loads = {
+            p.key: balancer.QueueLoad(length=lengths[p.key][0], runtime_ms=lengths[p.key][1], processes=p.target)
+            for p in self.pools
+        }
+        targets = balancer.balance(loads, self.balance_options())
+        for pool in self.pools:
+            if targets[pool.key] != pool.target:
+                log.info("scaling %s from %d to %d", pool.key, pool.target, targets[pool.key])
+                pool.scale(targets[pool.key], now)
+
+    def reap(self, now: float) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            code = exit_code(status)
+            if not any(pool.exited(pid, code, now) for pool in self.pools):
+                log.debug("reaped unknown child %s", pid)
+
+    def monitor(self, now: float) -> None:
+        if self.deadline is not None and now > self.deadline:
+            for pool in self.pools:
+                for proc in pool.all():
+                    proc.kill()
+        for pool in self.pools:
+            pool.monitor(now)
+
+    def persist(self, now: float | None = None, force: bool = False) -> None:
+        now = time.time() if now is None else now
+        if not force and now - self.last_heartbeat < tuning.HEARTBEAT_INTERVAL:
+            return
+        self.last_heartbeat = now
+        if now - self.last_measure >= tuning.MEMORY_INTERVAL:
+            self.last_measure = now
+            for pool in self.pools:
+                for proc in pool.processes:
+                    proc.measure()
+        self.records.update(self.record(), ttl=tuning.RECORD_TTL)
+
+    def record(self) -> dict:
+        connection = self.options.connection
+        options = dataclasses.asdict(self.options)
+        options["queue"] = ",".join(self.options.queue)
+        return {
+            "name": self.name,
+            "master": self.master,
+            "pid": os.getpid(),
+            "status": self.status,
+            "processes": {f"{connection}:{p.key}": p.size() for p in self.pools},
+            "options": options,
+            "workers": [proc.record() for pool in self.pools for proc in pool.processes],
+        }
+
+    # --- verbs ----------------------------------------------------------------------------
+    def pause(self) -> None:
+        if self.working:
+            self.status = "paused"
+            for pool in self.pools:
+                pool.pause()
+            self.persist(force=True)
+
+    def resume(self) -> None:
+        if self.working:
+            self.status = "running"
+            for pool in self.pools:
+                pool.resume()
+            self.persist(force=True)
+
+    def restart(self) -> None:
+        if self.working:
+            for pool in self.pools:
+                pool.restart()
+
+    def terminate(self) -> None:
+        if not self.working:
+            return
+        self.working = False
+        self.status = "terminating"
+        self.deadline = time.time() + self.options.timeout + tuning.TERMINATE_GRACE
+        for pool in self.pools:
+            pool.terminate()
+
+
+def run_supervisor(settings: Settings, options: SupervisorSettings, master: str, parent_pid: int) -> int:
+    """Entry point of a forked supervisor process: fresh connection, own signals (INT ignored), run."""
+    import signal
+
+    from horizon import context
+    from horizon.logs import set_process_name
+    from supervisor.signals import NAMES
+
+    context.reset()
+    hz = context.configure(settings)
+    set_process_name(f"{master}:{options.name}")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signals = SignalQueue({s: v for s, v in NAMES.items() if s != signal.SIGINT})
+    return Supervisor(hz, options, master=master, parent_pid=parent_pid, signals=signals).run()
