@@ -39,6 +39,7 @@ if h[1] and still_ours() then
     record_metrics(name, queue, runtime)
     redis.call('EXPIRE', jk, keep_for(C.trim.completed, index_monitored(id, h[9] or score, h[8])))
     if h[7] then update_retried_by(h[7], id, 'completed') end
+    workflow_done(id, true)
     event('job:completed', id, queue, name, 'completed', {runtime = runtime})
     trim_index('completed', C.trim.completed)
     trim_index('silenced', C.trim.completed)

@@ -123,6 +123,95 @@ local function record_metrics(name, queue, runtime_ms)
   redis.call('EXPIRE', minute, 7200)
 end
 
+-- Workflows. A job waiting for a parent (field 'after', listed in the parent's children set) or
+-- for its batch (field 'waiting_batch', a then/catch/finally callback) is 'scheduled' in no queue
+-- and no delayed set until it is released or cancelled here.
+local function is_waiting(id, status, queue)
+  return status == 'scheduled' and not redis.call('ZSCORE', K.delayed(queue), id)
+end
+
+-- Make a waiting job runnable now (or delayed, when its own run time is still ahead).
+local function release_waiting(id)
+  local jk = K.job(id)
+  local h = redis.call('HMGET', jk, 'status', 'queue', 'name', 'available_at')
+  if not is_waiting(id, h[1], h[2]) then return end
+  local at = tonumber(h[4] or '')
+  if at and at > NOW then
+    redis.call('ZADD', K.delayed(h[2]), ftime(at), id)
+  else
+    redis.call('HSET', jk, 'status', 'pending')
+    enqueue(id, h[2])
+    event('job:pending', id, h[2], h[3], 'pending')
+  end
+end
+
+-- Cancel one waiting job; true when it was waiting.
+local function cancel_waiting(id, reason)
+  local jk = K.job(id)
+  local h = redis.call('HMGET', jk, 'status', 'queue', 'name')
+  if not is_waiting(id, h[1], h[2]) then return false end
+  redis.call('ZREM', K.index('pending'), id)
+  redis.call('HSET', jk, 'status', 'cancelled', 'cancelled_at', ftime(NOW))
+  redis.call('EXPIRE', jk, C.trim.completed)
+  event('job:cancelled', id, h[2], h[3], 'cancelled', reason)
+  return true
+end
+
+-- The parent completed: its waiting children become runnable.
+local function release_children(parent)
+  local ck = K.children(parent)
+  for _, child in ipairs(redis.call('SMEMBERS', ck)) do release_waiting(child) end
+  redis.call('EXPIRE', ck, C.trim.completed)
+end
+
+-- The parent failed for good: its waiting children and their descendants are cancelled.
+local function cancel_children(parent)
+  local todo = {parent}
+  while #todo > 0 do
+    local pid = table.remove(todo)
+    local ck = K.children(pid)
+    for _, child in ipairs(redis.call('SMEMBERS', ck)) do
+      if cancel_waiting(child, {parent = pid}) then todo[#todo + 1] = child end
+    end
+    redis.call('EXPIRE', ck, C.trim.failed)
+  end
+end
+
+-- Every member is done: then (no failures) or catch's cleanup, finally; the batch is kept trim.failed.
+local function batch_finish(bk, cb)
+  redis.call('HSET', bk, 'finished_at', ftime(NOW))
+  local failed = tonumber(redis.call('HGET', bk, 'failed_jobs') or '0')
+  if cb[1] then
+    if failed == 0 then release_waiting(cb[1]) else cancel_waiting(cb[1], {batch = 'failed'}) end
+  end
+  if cb[2] and failed == 0 then cancel_waiting(cb[2], {batch = 'succeeded'}) end
+  if cb[3] then release_waiting(cb[3]) end
+  redis.call('EXPIRE', bk, C.trim.failed)
+end
+
+-- A batch member finished (ok) or failed for good; the first failure releases the catch job.
+local function batch_member_done(bid, id, ok)
+  local bk = K.batch(bid)
+  if redis.call('EXISTS', bk) == 0 then return end
+  local pending = redis.call('HINCRBY', bk, 'pending_jobs', -1)
+  local cb = redis.call('HMGET', bk, 'then_id', 'catch_id', 'finally_id')
+  if not ok then
+    local failed = redis.call('HINCRBY', bk, 'failed_jobs', 1)
+    local ids = decode_list(redis.call('HGET', bk, 'failed_job_ids'))
+    ids[#ids + 1] = id
+    redis.call('HSET', bk, 'failed_job_ids', cjson.encode(ids))
+    if failed == 1 and cb[2] then release_waiting(cb[2]) end
+  end
+  if pending <= 0 then batch_finish(bk, cb) end
+end
+
+-- Called when a job completes (ok) or fails for good: continuations and batch counts.
+local function workflow_done(id, ok)
+  local bid = redis.call('HGET', K.job(id), 'batch_id')
+  if ok then release_children(id) else cancel_children(id) end
+  if bid then batch_member_done(bid, id, ok) end
+end
+
 -- A job that will not run again: failed list, failed tags, metrics, event.
 local function fail_final(id, queue, name, exception)
   local jk = K.job(id)
@@ -145,6 +234,7 @@ local function fail_final(id, queue, name, exception)
   redis.call('EXPIRE', jk, keep_for(C.trim.failed, monitored))
   local original = redis.call('HGET', jk, 'retry_of')
   if original then update_retried_by(original, id, 'failed') end
+  workflow_done(id, false)
   event('job:failed', id, queue, name, 'failed')
   trim_index('failed', C.trim.failed)
   trim_index('recent_failed', C.trim.recent_failed)
