@@ -1,0 +1,232 @@
+"""Reliability under failure: real workers SIGKILLed, Redis restarted, poison jobs (SPEC §3, §7).
+
+Every test runs real `horizon work` (or `horizon start`) processes, records each job execution
+in Redis (tests.sample_jobs.record appends "value:pid"), and prints its figures: jobs, kills,
+lost, duplicates, recovery time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+
+from horizon.config import settings_from_dict
+from horizon.context import configure, reset
+from horizon.embedded import EmbeddedRedis
+from tests import sample_jobs
+from tests.conftest import ROOT, Processes
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.slow
+
+FAST = {"timeout": 2, "tries": 3}  # short reservations so a killed worker's job comes back fast
+
+
+def report(capsys: pytest.CaptureFixture, test: str, **figures: object) -> None:
+    with capsys.disabled():
+        print(f"\n[{test}] " + " ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+def fast_config(config_data: dict, **supervisor: object) -> dict:
+    data = dict(config_data, reservation_margin=0.5)
+    data["defaults"] = {"supervisor-1": {"queue": ["default"], "max_processes": 3, **FAST, **supervisor}}
+    return data
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def executions(client: redis.Redis, key: str) -> list[str]:
+    """The value of each recorded execution ("value:pid" -> "value")."""
+    return [entry.rsplit(":", 1)[0] for entry in client.lrange(key, 0, -1)]
+
+
+def statuses(hz, ids: list[str]) -> dict[str, int]:
+    pipe = hz.redis.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hget(hz.keys.job(job_id), "status")
+    counts: dict[str, int] = {}
+    for status in pipe.execute():
+        counts[str(status)] = counts.get(str(status), 0) + 1
+    return counts
+
+
+class Pool:
+    """A test-run stand-in for a supervisor: keeps `size` real `horizon work` processes alive."""
+
+    def __init__(self, procs: Processes, size: int) -> None:
+        self.procs, self.size = procs, size
+        self.workers: list[subprocess.Popen] = []
+        self.restarts = 0
+
+    def fill(self) -> None:
+        self.workers = [w for w in self.workers if w.poll() is None]
+        while len(self.workers) < self.size:
+            self.workers.append(self.procs.horizon("work", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.restarts += 1
+
+    def kill_one(self) -> None:
+        victim = random.choice([w for w in self.workers if w.poll() is None])
+        victim.kill()
+        victim.wait(timeout=10)
+
+    def stop(self) -> None:
+        for w in self.workers:
+            if w.poll() is None:
+                w.terminate()
+        for w in self.workers:
+            w.wait(timeout=30)
+
+
+# --- worker chaos ---------------------------------------------------------------------------
+@pytest.fixture
+def config_data(config_data: dict) -> dict:  # noqa: F811  (narrows the conftest fixture)
+    return fast_config(config_data)
+
+
+def test_worker_chaos_loses_nothing(hz, procs, redis_client, prefix, capsys):
+    """SIGKILL a random worker every 150-400 ms while thousands of jobs flow in: 0 lost."""
+    total, chunk = 10000, 200
+    key = f"{prefix}:chaos"
+    pool = Pool(procs, 3)
+    pool.fill()
+    ids: list[str] = []
+    kills = 0
+    next_kill = time.monotonic() + random.uniform(0.15, 0.4)
+    next_maintain = time.monotonic()
+    # feed jobs in faster than they run (workers stay busy) and keep killing until 90% are done
+    while len(ids) < total or statuses(hz, ids).get("completed", 0) < total * 0.9:
+        if len(ids) < total:
+            ids += sample_jobs.record.dispatch_many([((key, i), {}) for i in range(len(ids), len(ids) + chunk)])
+        time.sleep(0.05)  # pacing of the producer and the killer (not synchronisation)
+        now = time.monotonic()
+        if now >= next_kill:
+            pool.kill_one()
+            kills += 1
+            pool.fill()
+            next_kill = now + random.uniform(0.15, 0.4)
+        if now >= next_maintain:  # the master's periodic maintenance (recovers expired reservations)
+            hz.queue.maintain()
+            next_maintain = now + 0.5
+    last_kill = time.monotonic()
+
+    def all_done() -> bool:
+        hz.queue.maintain()
+        return statuses(hz, ids).get("completed", 0) == total
+
+    wait_for(all_done, timeout=60, interval=0.2, message=f"not all jobs completed: {statuses(hz, ids)}")
+    recovery = time.monotonic() - last_kill
+    pool.stop()
+    runs = executions(redis_client, key)
+    lost = total - len(set(runs))
+    duplicates = len(runs) - len(set(runs))
+    report(capsys, "worker-chaos", jobs=total, kills=kills, lost=lost, duplicates=duplicates,
+           recovery_s=round(recovery, 2), restarts=pool.restarts)
+    assert set(runs) == {str(i) for i in range(total)}
+    assert lost == 0
+    assert duplicates <= kills  # a killed worker holds at most one job
+
+
+# --- poison job -------------------------------------------------------------------------------
+def test_poison_job_fails_with_worker_lost_and_pool_keeps_working(hz, procs, redis_client, prefix, capsys):
+    """A job that kills its worker every time ends failed (WorkerLost) after its tries."""
+    key, crash_key = f"{prefix}:poison", f"{prefix}:crashes"
+    poison = sample_jobs.crash.options(tries=2, timeout=1).dispatch(crash_key)
+    ids = sample_jobs.record.dispatch_many([((key, i), {}) for i in range(300)])
+    pool = Pool(procs, 2)
+    start = time.monotonic()
+
+    def poison_failed() -> bool:
+        pool.fill()  # the supervisor's job: replace dead workers
+        hz.queue.maintain()
+        return redis_client.hget(hz.keys.job(poison), "status") == "failed"
+
+    wait_for(poison_failed, timeout=30, interval=0.1, message="poison job did not end failed")
+    failed_after = time.monotonic() - start
+    more = sample_jobs.record.dispatch_many([((key, i), {}) for i in range(300, 600)])
+    wait_for(lambda: statuses(hz, ids + more).get("completed", 0) == 600, timeout=30, interval=0.1)
+    pool.stop()
+    h = redis_client.hgetall(hz.keys.job(poison))
+    crashes = redis_client.llen(crash_key)
+    runs = executions(redis_client, key)
+    report(capsys, "poison-job", jobs=601, crashes=crashes, worker_restarts=pool.restarts - 2,
+           lost=600 - len(set(runs)), duplicates=len(runs) - len(set(runs)), failed_after_s=round(failed_after, 2))
+    assert h["attempts"] == "2"
+    assert json.loads(h["exception"])["class"] == "WorkerLost"
+    assert crashes == 2
+    assert redis_client.zscore(hz.keys.index("failed"), poison) is not None
+    assert set(runs) == {str(i) for i in range(600)}
+
+
+# --- redis restart ----------------------------------------------------------------------------
+@pytest.fixture
+def own_redis(tmp_path: Path):
+    server = EmbeddedRedis(str(tmp_path / "redis")).start()
+    yield server
+    server.stop()
+
+
+def test_redis_restart_mid_run(own_redis, tmp_path, proc_env, prefix, capsys):
+    """Stop Redis mid-run and start it again on the same port and dir (AOF): nothing is lost."""
+    data = fast_config(
+        {"prefix": prefix, "redis": {"url": own_redis.url}, "imports": ["tests.sample_jobs"]}, tries=5
+    )
+    config = write_config(tmp_path / "config.yaml", data)
+    env = dict(proc_env, HORIZON_TEST_REDIS=own_redis.url)
+    procs = Processes(env, config)
+    old = os.environ.get("HORIZON_TEST_REDIS")
+    os.environ["HORIZON_TEST_REDIS"] = own_redis.url
+    hz = configure(settings_from_dict(data, base_dir=str(ROOT)))
+    client = redis.Redis.from_url(own_redis.url, decode_responses=True)
+    key, total = f"{prefix}:restart", 3000
+    try:
+        pool = Pool(procs, 2)
+        pool.fill()
+        pids = [w.pid for w in pool.workers]
+        ids = sample_jobs.record.dispatch_many([((key, i), {}) for i in range(total // 2)])
+        wait_for(lambda: client.llen(key) >= 200, timeout=30, message="workers did not start")
+        port, folder = own_redis.port, own_redis.dir
+        own_redis.stop()
+        down_at = time.monotonic()
+        time.sleep(0.5)  # the outage itself (not synchronisation)
+        server = EmbeddedRedis(str(folder), port=port).start()
+        up_at = time.monotonic()
+        try:
+            client.ping()
+            ids += sample_jobs.record.dispatch_many([((key, i), {}) for i in range(total // 2, total)])
+
+            def all_done() -> bool:
+                hz.queue.maintain()
+                return statuses(hz, ids).get("completed", 0) == total
+
+            wait_for(all_done, timeout=60, interval=0.2, message="jobs lost across the restart")
+            recovery = time.monotonic() - up_at
+            alive = [w.poll() is None for w in pool.workers]
+            pool.stop()
+            runs = executions(client, key)
+            report(capsys, "redis-restart", jobs=total, outage_s=round(up_at - down_at, 2),
+                   lost=total - len(set(runs)), duplicates=len(runs) - len(set(runs)),
+                   recovery_s=round(recovery, 2), workers_alive=sum(alive))
+            assert [w.pid for w in pool.workers] == pids and all(alive)  # no crash, no restart
+            assert set(runs) == {str(i) for i in range(total)}
+        finally:
+            server.stop()
+    finally:
+        client.close()
+        hz.close()
+        reset()
+        if old is None:
+            os.environ.pop("HORIZON_TEST_REDIS", None)
+        else:
+            os.environ["HORIZON_TEST_REDIS"] = old
+        procs.cleanup()
