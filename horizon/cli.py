@@ -165,5 +165,177 @@ def retry(settings: Settings, job_id: str) -> None:
         fail(str(exc))
 
 
+# --- supervision: master, supervisors, status and control ----------------------------------
+
+
+@main.command()
+@common
+def start(settings: Settings) -> None:
+    """Run the master supervisor in the foreground (for systemd)."""
+    from horizon.logs import setup_logging
+    from supervisor.run import start_master
+
+    setup_logging("master")
+    sys.exit(start_master(connected(settings, import_jobs=True)))
+
+
+@main.command()
+@common
+@click.option("--demo", is_flag=True, help="dispatch demo jobs from demo_jobs.py every few seconds")
+def up(settings: Settings, demo: bool) -> None:
+    """Embedded Redis (unless redis.url is set) + master + web server; Ctrl-C stops everything."""
+    from horizon.connection import remove_embedded_url, write_embedded_url
+    from horizon.embedded import EmbeddedRedis, EmbeddedRedisError
+    from horizon.logs import setup_logging
+    from supervisor.run import start_master, start_web, stop_web
+
+    setup_logging("master")
+    server = None
+    if settings.redis.url is None:
+        try:
+            server = EmbeddedRedis(settings.redis.embedded.dir, settings.redis.embedded.port).start()
+        except EmbeddedRedisError as exc:
+            fail(str(exc), EXIT_USAGE)
+        write_embedded_url(settings, server.url)
+        click.echo(f"horizon: embedded redis at {server.url}", err=True)
+    web = None
+    try:
+        hz = connected(settings, import_jobs=True)
+        web = start_web(settings)
+        code = start_master(hz, demo=demo)
+    finally:
+        stop_web(web)
+        if server is not None:
+            server.stop()
+            remove_embedded_url(settings)
+    sys.exit(code)
+
+
+def _masters(settings: Settings) -> dict:
+    from horizon.repositories.supervisors import MasterRepository
+
+    return MasterRepository(connected(settings)).all()
+
+
+@main.command()
+@common
+def status(settings: Settings) -> None:
+    """Print running, paused or inactive; exit 0 only when running."""
+    masters = _masters(settings)
+    state = "inactive" if not masters else "running"
+    if any(m.get("status") == "paused" for m in masters.values()):
+        state = "paused"
+    click.echo(state)
+    sys.exit(0 if state == "running" else EXIT_FAILURE)
+
+
+def _command_masters(settings: Settings, command: str, master: str | None) -> None:
+    from horizon.repositories.supervisors import CommandQueue, MasterRepository
+
+    hz = connected(settings)
+    names = MasterRepository(hz).names() if master is None else [master]
+    live = set(MasterRepository(hz).all())
+    targets = [n for n in names if n in live]
+    if master is not None and not targets:
+        fail(f"no running master named {master!r}")
+    for name in targets:
+        CommandQueue(hz).push(name, command)
+    click.echo(f"{command}: sent to {len(targets)} master(s)")
+
+
+@main.command()
+@common
+@click.option("--master", default=None, help="only this master (default: every master)")
+def pause(settings: Settings, master: str | None) -> None:
+    """Pause the masters' workers (they finish their current job)."""
+    _command_masters(settings, "pause", master)
+
+
+@main.command(name="continue")
+@common
+@click.option("--master", default=None, help="only this master (default: every master)")
+def continue_(settings: Settings, master: str | None) -> None:
+    """Continue paused masters."""
+    _command_masters(settings, "continue", master)
+
+
+@main.command()
+@common
+@click.option("--master", default=None, help="only this master (default: every master)")
+def terminate(settings: Settings, master: str | None) -> None:
+    """Terminate masters gracefully (running jobs finish)."""
+    _command_masters(settings, "terminate", master)
+
+
+def _command_supervisor(settings: Settings, command: str, name: str) -> None:
+    from horizon.repositories.supervisors import CommandQueue, SupervisorRepository
+
+    hz = connected(settings)
+    records = SupervisorRepository(hz).records()
+    targets = [r["name"] for r in records if name in (r["name"], r["name"].split(":", 1)[-1])]
+    if not targets:
+        fail(f"no running supervisor named {name!r}")
+    for target in targets:
+        CommandQueue(hz).push(target, command)
+    click.echo(f"{command}: sent to {', '.join(targets)}")
+
+
+@main.command(name="pause-supervisor")
+@common
+@click.argument("name")
+def pause_supervisor(settings: Settings, name: str) -> None:
+    """Pause supervisor NAME (full name, or its configured name on every master)."""
+    _command_supervisor(settings, "pause", name)
+
+
+@main.command(name="continue-supervisor")
+@common
+@click.argument("name")
+def continue_supervisor(settings: Settings, name: str) -> None:
+    """Continue supervisor NAME."""
+    _command_supervisor(settings, "continue", name)
+
+
+@main.command(name="list")
+@common
+@click.option("--json", "as_json", is_flag=True, help="print the masters as JSON")
+def list_masters(settings: Settings, as_json: bool) -> None:
+    """List the running masters."""
+    masters = _masters(settings)
+    if as_json:
+        click.echo(json.dumps(masters, indent=2))
+        return
+    if not masters:
+        click.echo("no master is running")
+    for m in masters.values():
+        click.echo(f"{m['name']}  pid={m['pid']}  {m['status']}  supervisors={len(m['supervisors'])}")
+
+
+@main.command()
+@common
+@click.option("--json", "as_json", is_flag=True, help="print the supervisors as JSON")
+def supervisors(settings: Settings, as_json: bool) -> None:
+    """List the running supervisors with their processes per queue."""
+    found = [s for m in _masters(settings).values() for s in m["supervisors"]]
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        click.echo("no supervisor is running")
+    for s in found:
+        counts = ", ".join(f"{q}={n}" for q, n in s["processes"].items())
+        click.echo(f"{s['name']}  pid={s['pid']}  {s['status']}  {counts}")
+
+
+@main.command()
+@common
+def purge(settings: Settings) -> None:
+    """Kill orphaned horizon processes on this host and forget records of dead local masters."""
+    from supervisor.purge import purge as do_purge
+
+    killed, forgotten = do_purge(connected(settings))
+    click.echo(f"purged {len(killed)} orphan process(es), forgot {len(forgotten)} dead record(s)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
