@@ -12,5 +12,6 @@ from horizon.context import configure, current
 from horizon.jobs import job
 from horizon.payload import PayloadError
 from horizon.worker import progress
+from horizon.workflows import batch
 
-__all__ = ["configure", "current", "job", "progress", "PayloadError"]
+__all__ = ["batch", "configure", "current", "job", "progress", "PayloadError"]

@@ -19,6 +19,7 @@ def import_jobs(settings: Settings) -> list[str]:
     """Import the config's ``imports`` (the config file's folder first on sys.path)."""
     if settings.base_dir not in sys.path:
         sys.path.insert(0, settings.base_dir)
+    importlib.import_module("horizon.builtin_jobs")  # horizon.http and horizon.cli
     done = []
     for module in settings.imports:
         try:

@@ -68,6 +68,8 @@ class DispatchOptions:
     timeout: float | None = None
     backoff: float | Sequence[float] | None = None
     tags: Sequence[str] = ()
+    after: str | None = None  # parent job id: run only when it completes (horizon.workflows)
+    idempotency_key: str | None = None  # a second dispatch with this key returns the first id
 
 
 @dataclass(frozen=True)
@@ -167,13 +169,20 @@ class BoundJob:
         from horizon.context import current
 
         hz = current()
-        return hz.queue.push([self.spec(args, kwargs, hz)])[0]
+        spec = self.spec(args, kwargs, hz)
+        if self.opts.after or self.opts.idempotency_key is not None:
+            from horizon import workflows
+
+            return workflows.create(hz, spec, idempotency_key=self.opts.idempotency_key, after=self.opts.after)[0]
+        return hz.queue.push([spec])[0]
 
     def dispatch_many(self, calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]) -> list[str]:
         """Push many jobs pipelined; every payload is checked before anything is written."""
         from horizon.context import current
 
         hz = current()
+        if self.opts.after or self.opts.idempotency_key is not None:
+            return [self.dispatch(*args, **kwargs) for args, kwargs in calls]
         specs = [self.spec(args, kwargs, hz) for args, kwargs in calls]
         return hz.queue.push(specs)
 

@@ -1,0 +1,131 @@
+"""Built-in job types usable from any language: ``horizon.http`` and ``horizon.cli``.
+
+The job's kwargs are the type's spec (``POST jobs`` with ``{"type": "http", "http": {...}}``
+becomes ``horizon.http`` with those kwargs). Success is a 2xx answer / exit code 0; the
+returned dict (status or exit code plus bounded excerpts) is kept as the job's ``output``.
+Any other outcome raises, so the job is retried or failed like any other.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import logging
+import os
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from horizon.jobs import job
+
+log = logging.getLogger(__name__)
+
+EXCERPT = 4096  # bytes of a response body or of stdout/stderr kept in the output
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+class HttpJobError(RuntimeError):
+    """The request failed or answered with a status outside 2xx."""
+
+
+class CliJobError(RuntimeError):
+    """The command could not start or exited with a non-zero code."""
+
+
+class CliDisabled(PermissionError):
+    """cli jobs are off unless ``job_types.cli.enabled`` is true."""
+
+
+def _excerpt(data: bytes) -> str:
+    text = data[:EXCERPT].decode("utf-8", errors="replace")
+    return text + ("…" if len(data) > EXCERPT else "")
+
+
+def _tail(data: bytes) -> str:
+    text = data[-EXCERPT:].decode("utf-8", errors="replace")
+    return ("…" if len(data) > EXCERPT else "") + text
+
+
+def _request(
+    method: str,
+    url: str,
+    headers: Mapping[str, str] | None,
+    query: Mapping[str, Any] | None,
+    json: Any,
+    form: Mapping[str, Any] | None,
+    body: str | None,
+) -> urllib.request.Request:
+    method = str(method).upper()
+    if method not in HTTP_METHODS:
+        raise ValueError(f"http.method must be one of {', '.join(HTTP_METHODS)}, got {method!r}")
+    parts = urllib.parse.urlsplit(str(url))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"http.url must be an absolute http:// or https:// URL, got {url!r}")
+    if sum(x is not None for x in (json, form, body)) > 1:
+        raise ValueError("http: give at most one of json, form or body")
+    if query:
+        extra = urllib.parse.urlencode(dict(query), doseq=True)
+        url = urllib.parse.urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
+    hdrs = {"User-Agent": "horizon-http-job", **{str(k): str(v) for k, v in (headers or {}).items()}}
+    data = None
+    if json is not None:
+        data = jsonlib.dumps(json).encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    elif form is not None:
+        data = urllib.parse.urlencode(dict(form), doseq=True).encode()
+        hdrs.setdefault("Content-Type", "application/x-www-form-urlencoded")
+    elif body is not None:
+        data = str(body).encode()
+    return urllib.request.Request(url, data=data, headers=hdrs, method=method)
+
+
+@job(name="horizon.http")
+def http(
+    url: str,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    query: Mapping[str, Any] | None = None,
+    json: Any = None,
+    form: Mapping[str, Any] | None = None,
+    body: str | None = None,
+    timeout: float = 30,
+) -> dict[str, Any]:
+    """Make one HTTP request; 2xx is success: {"status", "body" (first 4 KiB)}."""
+    request = _request(method, url, headers, query, json, form, body)
+    try:
+        with urllib.request.urlopen(request, timeout=float(timeout)) as response:  # noqa: S310 (scheme checked)
+            status, data = response.status, response.read(EXCERPT + 1)
+    except urllib.error.HTTPError as exc:
+        data = exc.read(EXCERPT + 1) if exc.fp else b""
+        raise HttpJobError(f"{request.method} {request.full_url} answered {exc.code}: {_excerpt(data)}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise HttpJobError(f"{request.method} {request.full_url} failed: {exc}") from None
+    if not 200 <= status < 300:
+        raise HttpJobError(f"{request.method} {request.full_url} answered {status}: {_excerpt(data)}")
+    return {"status": status, "body": _excerpt(data)}
+
+
+def _cli_enabled() -> bool:
+    from horizon.context import current
+
+    return current().settings.job_types.cli.enabled
+
+
+@job(name="horizon.cli")
+def cli(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None) -> dict[str, Any]:
+    """Run a command (no shell); exit 0 is success: {"exit_code", "stdout", "stderr"} (last 4 KiB)."""
+    if not _cli_enabled():
+        raise CliDisabled("cli jobs are disabled on this host: set job_types.cli.enabled: true in the config")
+    if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
+        raise ValueError("cli.argv must be a non-empty list of strings")
+    environ = {**os.environ, **{str(k): str(v) for k, v in (env or {}).items()}}
+    try:
+        done = subprocess.run(list(argv), env=environ, cwd=cwd, capture_output=True, check=False)
+    except OSError as exc:
+        raise CliJobError(f"cannot run {argv[0]!r}: {exc}") from None
+    output = {"exit_code": done.returncode, "stdout": _tail(done.stdout), "stderr": _tail(done.stderr)}
+    if done.returncode != 0:
+        raise CliJobError(f"{argv[0]} exited with {done.returncode}: {output['stderr'] or output['stdout']}")
+    return output

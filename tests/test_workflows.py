@@ -1,0 +1,130 @@
+"""Continuations, batches and idempotency keys with real worker processes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+import horizon
+from horizon.workflows import IdempotencyConflict, ParentFinished, ParentNotFound, retry_batch
+from tests import sample_jobs
+from tests.helpers import wait_for
+
+
+def status(hz, job_id):
+    return hz.redis.hget(hz.keys.job(job_id), "status")
+
+
+def key():
+    return "wf-" + uuid.uuid4().hex[:8]
+
+
+def test_continuation_runs_only_after_its_parent(hz, procs, redis_client):
+    log = key()
+    parent = sample_jobs.sleep.dispatch(log, 0.3)
+    child = sample_jobs.record.options(after=parent).dispatch(log, "child")
+    assert status(hz, child) == "scheduled"
+    assert redis_client.smembers(hz.keys.children(parent)) == {child}
+    worker = procs.horizon("work")
+    wait_for(lambda: status(hz, child) == "completed", timeout=20)
+    entries = redis_client.lrange(log, 0, -1)
+    assert entries[0].startswith("start:") and entries[1] == "end" and entries[2].startswith("child:")
+    assert float(hz.redis.hget(hz.keys.job(child), "reserved_at")) >= float(
+        hz.redis.hget(hz.keys.job(parent), "completed_at")
+    )
+    worker.terminate()
+    redis_client.delete(log)
+
+
+def test_parent_failing_for_good_cancels_children_recursively(hz, procs, redis_client):
+    log = key()
+    parent = sample_jobs.fail.dispatch(log)
+    child = sample_jobs.record.options(after=parent).dispatch(log, "child")
+    grandchild = sample_jobs.record.options(after=child).dispatch(log, "grandchild")
+    procs.horizon("work")
+    wait_for(lambda: status(hz, grandchild) == "cancelled", timeout=20)
+    assert status(hz, parent) == "failed"
+    assert status(hz, child) == "cancelled"
+    events = [e[1] for e in redis_client.xrange(hz.keys.events())]
+    cancelled = [json.loads(e["data"])["job_id"] for e in events if e["event"] == "job:cancelled"]
+    assert cancelled == [child, grandchild]
+    assert len(redis_client.lrange(log, 0, -1)) == 1  # only the parent ran
+    redis_client.delete(log)
+
+
+def test_cancelled_parent_cancels_its_child(hz, redis_client):
+    log = key()
+    parent = sample_jobs.record.options(delay=60).dispatch(log, "parent")
+    child = sample_jobs.record.options(after=parent).dispatch(log, "child")
+    assert hz.scripts.call("cancel", parent) == 2
+    assert status(hz, parent) == "cancelled"
+    assert status(hz, child) == "cancelled"
+
+
+def test_after_a_missing_or_failed_parent_is_refused(hz):
+    with pytest.raises(ParentNotFound, match="does not exist"):
+        sample_jobs.noop.options(after=str(uuid.uuid4())).dispatch()
+    parent = sample_jobs.noop.options(delay=60).dispatch()
+    hz.scripts.call("cancel", parent)
+    with pytest.raises(ParentFinished, match="cancelled"):
+        sample_jobs.noop.options(after=parent).dispatch()
+
+
+def test_idempotent_dispatch_returns_the_first_id(hz, redis_client):
+    first = sample_jobs.add.options(idempotency_key="order-7").dispatch("k", 1, 2)
+    again = sample_jobs.add.options(idempotency_key="order-7").dispatch("k", 1, 2)
+    assert again == first
+    assert redis_client.llen(hz.keys.queue("default")) == 1
+    with pytest.raises(IdempotencyConflict, match="order-7"):
+        sample_jobs.add.options(idempotency_key="order-7").dispatch("k", 5, 5)
+    ttl = redis_client.ttl(hz.keys.idempotency("order-7"))
+    assert 0 < ttl <= hz.settings.idempotency_ttl
+
+
+def test_batch_runs_then_and_finally_and_counts(hz, procs, redis_client):
+    log = key()
+    bid = horizon.batch(
+        [sample_jobs.record.call(log, i) for i in range(5)],
+        name="five",
+        then=sample_jobs.record.call(log, "then"),
+        catch=sample_jobs.record.call(log, "catch"),
+        finally_=sample_jobs.record.call(log, "finally"),
+    )
+    procs.horizon("work")
+    bk = hz.keys.batch(bid)
+    wait_for(lambda: redis_client.hget(bk, "finished_at"), timeout=20)
+    wait_for(lambda: redis_client.llen(log) == 7, timeout=20)
+    values = [e.split(":")[0] for e in redis_client.lrange(log, 0, -1)]
+    assert sorted(values[:5]) == ["0", "1", "2", "3", "4"]
+    assert sorted(values[5:]) == ["finally", "then"]
+    b = redis_client.hgetall(bk)
+    assert (b["total_jobs"], b["pending_jobs"], b["failed_jobs"]) == ("5", "0", "0")
+    assert status(hz, b["catch_id"]) == "cancelled"
+    redis_client.delete(log)
+
+
+def test_batch_with_a_failure_runs_catch_and_finally_then_retries(hz, procs, redis_client):
+    log = key()
+    bid = horizon.batch(
+        [sample_jobs.record.call(log, "ok"), sample_jobs.fail.call(log)],
+        then=sample_jobs.record.call(log, "then"),
+        catch=sample_jobs.record.call(log, "catch"),
+        finally_=sample_jobs.record.call(log, "finally"),
+    )
+    worker = procs.horizon("work")
+    bk = hz.keys.batch(bid)
+    wait_for(lambda: redis_client.hget(bk, "finished_at"), timeout=20)
+    b = wait_for(lambda: (b := redis_client.hgetall(bk)) and status(hz, b["finally_id"]) == "completed" and b)
+    wait_for(lambda: status(hz, b["catch_id"]) == "completed")
+    assert status(hz, b["then_id"]) == "cancelled"
+    assert b["failed_jobs"] == "1" and b["pending_jobs"] == "0"
+    failed_id = json.loads(b["failed_job_ids"])[0]
+    copies = retry_batch(hz, bid)
+    assert len(copies) == 1
+    assert redis_client.hget(hz.keys.job(copies[0]), "retry_of") == failed_id
+    wait_for(lambda: status(hz, copies[0]) == "failed", timeout=20)
+    wait_for(lambda: redis_client.hget(bk, "failed_jobs") == "1")
+    worker.terminate()
+    redis_client.delete(log)
