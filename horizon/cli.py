@@ -337,5 +337,25 @@ def purge(settings: Settings) -> None:
     click.echo(f"purged {len(killed)} orphan process(es), forgot {len(forgotten)} dead record(s)")
 
 
+@main.command()
+@common
+@click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn")
+@click.option("--bind", default=None, help="host:port (default: web.bind)")
+@click.option("--workers", type=int, default=None, help="gunicorn workers (default: web.workers)")
+def web(settings: Settings, dev: bool, bind: str | None, workers: int | None) -> None:
+    """Serve the API and dashboard (gunicorn; --dev for Flask's server)."""
+    from horizon.logs import setup_logging
+    from web import create_app
+    from web.server import BindRefused, check_bind, serve
+
+    try:
+        address = check_bind(settings, bind)
+    except (BindRefused, ValueError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    setup_logging("web")
+    hz = connected(settings, import_jobs=True)
+    serve(create_app(settings, hz), settings, address, workers=workers, dev=dev)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

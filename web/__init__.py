@@ -1,1 +1,87 @@
-"""Flask app factory, /horizon/api blueprints, dashboard page and static assets."""
+"""Flask app factory: the JSON API under ``<web.path>/api``, the Prometheus exposition at
+``<web.path>/metrics`` and the dashboard under ``<web.path>/``.
+
+``create_app(settings_or_config, hz)`` takes Settings, a config path, a settings mapping or
+None (the environment's config). Standalone, routes live under ``web.path``; with
+``mounted=True`` they live at the root so the app can be mounted at ``web.path`` under another
+WSGI app (``DispatcherMiddleware(main_app, {settings.web.path: create_app(..., mounted=True)})``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask
+
+from horizon.config import Settings, load_config, settings_from_dict
+from web import access, errors, exposition
+from web.services import Services
+
+if TYPE_CHECKING:
+    from horizon.context import Horizon
+
+log = logging.getLogger("horizon.web")
+
+SSE_HEARTBEAT = 15.0  # seconds between heartbeat comments on an idle event stream
+SSE_LIFETIME = 300.0  # seconds before an event stream ends (the client resumes)
+
+
+def _settings(source: Settings | str | os.PathLike[str] | Mapping[str, Any] | None) -> Settings:
+    if isinstance(source, Settings):
+        return source
+    if isinstance(source, Mapping):
+        return settings_from_dict(source, environ=os.environ)
+    return load_config(source)
+
+
+def _horizon(settings: Settings) -> Horizon:
+    from horizon.bootstrap import import_jobs
+    from horizon.context import Horizon
+
+    import_jobs(settings)  # POST jobs checks names against the registry
+    return Horizon(settings)
+
+
+def create_app(
+    settings_or_config: Settings | str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    hz: Horizon | None = None,
+    *,
+    mounted: bool = False,
+) -> Flask:
+    """The horizon web app for these settings (or ``hz.settings`` when only ``hz`` is given)."""
+    from web import api
+
+    if hz is not None and settings_or_config is None:
+        settings = hz.settings
+    else:
+        settings = _settings(settings_or_config)
+    if hz is None:
+        hz = _horizon(settings)
+    app = Flask(__name__)
+    app.json.sort_keys = False
+    app.config.update(
+        HORIZON_SSE_HEARTBEAT=SSE_HEARTBEAT,
+        HORIZON_SSE_LIFETIME=SSE_LIFETIME,
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+    app.extensions["horizon"] = Services(hz)
+    base = "" if mounted else settings.web.path.rstrip("/")
+    errors.register(app)
+    access.register(app)
+    for bp in api.BLUEPRINTS:
+        app.register_blueprint(bp, url_prefix=base + "/api")
+    app.register_blueprint(exposition.bp, url_prefix=base or None)
+    _register_dashboard(app, base)
+    return app
+
+
+def _register_dashboard(app: Flask, base: str) -> None:
+    try:
+        from web.dashboard import bp
+    except ImportError as exc:
+        log.info("dashboard not available: %s", exc)
+        return
+    app.register_blueprint(bp, url_prefix=base or None)

@@ -1,0 +1,18 @@
+"""The /api blueprints, one per resource; :func:`register` mounts them all under ``/api``."""
+
+from __future__ import annotations
+
+from web.api import docs, events, jobs, masters, metrics, monitoring, queues, stats, workload
+
+BLUEPRINTS = (
+    stats.bp,
+    workload.bp,
+    masters.bp,
+    monitoring.bp,
+    metrics.bp,
+    jobs.bp,
+    queues.bp,
+    events.bp,
+    docs.bp,
+)
+

@@ -1,0 +1,85 @@
+"""Server-Sent Events from the capped Redis event stream: GET events, GET queues/{name}/events.
+
+Each event is ``id: <stream id>``, ``event: <name>``, ``data: <JSON>``. A client resumes with
+``Last-Event-ID`` (header, or the ``last_event_id`` query parameter). Heartbeat comments keep
+proxies from closing an idle stream, and each connection ends after a bounded lifetime (the
+client reconnects and resumes) so a server thread is never pinned forever.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, current_app, request, stream_with_context
+
+from web.errors import bad_request
+from web.services import services
+
+bp = Blueprint("api_events", __name__)
+
+STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+RETRY_MS = 2000
+
+
+def _start_id(key: str) -> str:
+    """Where to read from: Last-Event-ID if given, else the newest entry (only new events)."""
+    given = request.headers.get("Last-Event-ID") or request.args.get("last_event_id", "")
+    if given:
+        if not STREAM_ID.match(given):
+            raise bad_request(f"Last-Event-ID must be a stream id like 1700000000000-0, got {given!r}")
+        return given
+    newest = services().hz.redis.xrevrange(key, count=1)
+    return newest[0][0] if newest else "0-0"
+
+
+def _format(entry_id: str, fields: dict[str, str]) -> str:
+    return f"id: {entry_id}\nevent: {fields.get('event', 'message')}\ndata: {fields.get('data', '{}')}\n\n"
+
+
+def _wanted(fields: dict[str, str], queue: str | None) -> bool:
+    if queue is None:
+        return True
+    try:
+        return json.loads(fields.get("data", "{}")).get("queue") == queue
+    except ValueError:
+        return False
+
+
+def _stream(queue: str | None) -> Response:
+    s = services()
+    key = s.hz.keys.events()
+    last = _start_id(key)
+    heartbeat = float(current_app.config["HORIZON_SSE_HEARTBEAT"])
+    lifetime = float(current_app.config["HORIZON_SSE_LIFETIME"])
+    client = s.hz.redis
+
+    def generate() -> Iterator[str]:
+        nonlocal last
+        yield f"retry: {RETRY_MS}\n: connected\n\n"
+        deadline = time.monotonic() + lifetime
+        while (left := deadline - time.monotonic()) > 0:
+            block = int(max(min(heartbeat, left), 0.001) * 1000)
+            reply = client.xread({key: last}, count=100, block=block)
+            if not reply:
+                yield ": heartbeat\n\n"
+                continue
+            for entry_id, fields in reply[0][1]:
+                last = entry_id
+                if _wanted(fields, queue):
+                    yield _format(entry_id, fields)
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return Response(stream_with_context(generate()), mimetype="text/event-stream", headers=headers)
+
+
+@bp.get("/events")
+def events() -> Response:
+    return _stream(request.args.get("queue") or None)
+
+
+@bp.get("/queues/<name>/events")
+def queue_events(name: str) -> Response:
+    return _stream(name)

@@ -1,0 +1,30 @@
+"""Metrics: measured job and queue names, and their snapshots (oldest first)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from web.services import services
+
+bp = Blueprint("api_metrics", __name__)
+
+
+@bp.get("/metrics/jobs")
+def jobs() -> ResponseReturnValue:
+    return jsonify(sorted(services().metrics.measured_jobs()))
+
+
+@bp.get("/metrics/jobs/<path:name>")
+def job(name: str) -> ResponseReturnValue:
+    return jsonify(services().metrics.job_snapshots(name))
+
+
+@bp.get("/metrics/queues")
+def queues() -> ResponseReturnValue:
+    return jsonify(sorted(services().metrics.measured_queues()))
+
+
+@bp.get("/metrics/queues/<path:name>")
+def queue(name: str) -> ResponseReturnValue:
+    return jsonify(services().metrics.queue_snapshots(name))

@@ -1,0 +1,43 @@
+"""Monitored tags: list, start, page a tag's jobs, stop (tags may contain '/' and ':')."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from web import params
+from web.services import services
+
+bp = Blueprint("api_monitoring", __name__)
+
+MAX_TAG = 255
+
+
+@bp.get("/monitoring")
+def index() -> ResponseReturnValue:
+    return jsonify(services().tags.monitoring())
+
+
+@bp.post("/monitoring")
+def store() -> ResponseReturnValue:
+    data = params.body(required=True)
+    params.only(data, {"tag"})
+    tag = params.string(data, "tag", max_len=MAX_TAG)
+    if tag is None:
+        raise params.bad_request("tag is required")
+    services().tags.monitor(tag)
+    return {"tag": tag}, 201
+
+
+@bp.get("/monitoring/<path:tag>")
+def jobs(tag: str) -> dict[str, Any]:
+    page, total = services().tags.jobs(tag, starting_at=params.starting_at(), limit=params.limit())
+    return {"jobs": page, "total": total}
+
+
+@bp.delete("/monitoring/<path:tag>")
+def destroy(tag: str) -> ResponseReturnValue:
+    services().tags.stop_monitoring(tag)
+    return "", 204

@@ -1,0 +1,95 @@
+"""The JSON error envelope: ``{"error": {"code", "message"}}`` for every error, never HTML.
+
+Views raise :class:`ApiError` (or its helpers); Werkzeug's HTTP errors (unknown route, 405, ...)
+and unexpected exceptions are turned into the same envelope by :func:`register`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("horizon.web")
+
+CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    422: "UNPROCESSABLE",
+    503: "UNAVAILABLE",
+    500: "INTERNAL",
+}
+STATUSES = {code: status for status, code in CODES.items()}
+
+
+class ApiError(Exception):
+    """An error answered as the envelope with ``status``; ``code`` defaults from the status."""
+
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+        self.code = code or CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL")
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, message)
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, message)
+
+
+def conflict(message: str) -> ApiError:
+    return ApiError(409, message)
+
+
+def unprocessable(message: str) -> ApiError:
+    return ApiError(422, message)
+
+
+def envelope(status: int, message: str, code: str | None = None) -> Response:
+    response = jsonify({"error": {"code": code or CODES.get(status, "INTERNAL"), "message": message}})
+    response.status_code = status
+    return response
+
+
+def _api_error(exc: ApiError) -> Response:
+    return envelope(exc.status, exc.message, exc.code)
+
+
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    if status == 404:
+        message = "no such route; the API lives under <path>/api (see openapi.json)"
+    elif status == 405:
+        message = "method not allowed on this route"
+    else:
+        message = exc.description or exc.name
+    response = envelope(status if status in CODES else (400 if status < 500 else 500), message)
+    if status == 405 and exc.get_response().headers.get("Allow"):
+        response.headers["Allow"] = exc.get_response().headers["Allow"]
+    return response
+
+
+def _unavailable(exc: Exception) -> Response:
+    log.warning("redis unavailable: %s", exc)
+    return envelope(503, "redis is unavailable; retry shortly")
+
+
+def _internal(exc: Exception) -> Response:
+    log.exception("internal error: %s", exc)
+    return envelope(500, "internal error; see the server log")
+
+
+def register(app: Flask) -> None:
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(redis.ConnectionError, _unavailable)
+    app.register_error_handler(redis.TimeoutError, _unavailable)
+    app.register_error_handler(Exception, _internal)
