@@ -165,6 +165,51 @@ def retry(settings: Settings, job_id: str) -> None:
         fail(str(exc))
 
 
+@main.group()
+def schedule() -> None:
+    """Recurring schedules (config `schedule:` and API-created)."""
+
+
+@schedule.command(name="list")
+@common
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def schedule_list(settings: Settings, as_json: bool) -> None:
+    """List every schedule with its source and next run time."""
+    from datetime import UTC, datetime
+
+    from horizon.schedules import describe
+
+    rows = describe(connected(settings))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no schedules")
+    for row in rows:
+        when = row["cron"] or f"every {row['every']:g}s"
+        nxt = datetime.fromtimestamp(row["next_run_at"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        click.echo(f"{row['name']:<24} {when:<20} {row['job']:<32} {row['source']:<6} next {nxt}")
+
+
+@schedule.command(name="run")
+@common
+@click.option("--interval", type=float, default=1.0, show_default=True, help="seconds between checks")
+def schedule_run(settings: Settings, interval: float) -> None:
+    """Fire due schedules in the foreground without a master (debugging; safe beside masters)."""
+    import os
+    import time
+
+    from horizon.logs import setup_logging
+    from horizon.schedules import fire_due
+
+    setup_logging("schedules")
+    hz = connected(settings, import_jobs=True)
+    owner = f"schedule-run-{os.getpid()}"
+    while True:
+        fire_due(hz, owner=owner)
+        time.sleep(interval - time.time() % interval)
+
+
 # --- supervision: master, supervisors, status and control ----------------------------------
 
 
@@ -335,6 +380,52 @@ def purge(settings: Settings) -> None:
 
     killed, forgotten = do_purge(connected(settings))
     click.echo(f"purged {len(killed)} orphan process(es), forgot {len(forgotten)} dead record(s)")
+
+
+@main.command()
+@common
+def snapshot(settings: Settings) -> None:
+    """Record one metrics snapshot of every measured job and queue now."""
+    from horizon.repositories.metrics import MetricsRepository
+
+    MetricsRepository(connected(settings)).snapshot()
+    click.echo("metrics snapshot recorded")
+
+
+@main.command()
+@common
+@click.argument("job_id", required=False)
+@click.option("--all", "forget_all", is_flag=True, help="forget every failed job")
+def forget(settings: Settings, job_id: str | None, forget_all: bool) -> None:
+    """Forget failed job JOB_ID (or every failed job with --all)."""
+    from horizon.repositories.jobs import JobRepository
+
+    if bool(job_id) == forget_all:
+        fail("give either a failed job ID or --all", EXIT_USAGE)
+    repo = JobRepository(connected(settings))
+    if forget_all:
+        click.echo(f"forgot {repo.forget_all_failed()} failed jobs")
+        return
+    job = repo.get(job_id)
+    if job is None:
+        fail(f"no job {job_id}")
+    if job["status"] != "failed" or not repo.forget(job_id):
+        fail(f"job {job_id} is {job['status']}, not failed")
+    click.echo(f"forgot failed job {job_id}")
+
+
+@main.command()
+@common
+@click.argument("queue")
+@click.option("--force", is_flag=True, help="do not ask for confirmation")
+def clear(settings: Settings, queue: str, force: bool) -> None:
+    """Delete every pending and scheduled job of QUEUE."""
+    from horizon.repositories.jobs import JobRepository
+
+    repo = JobRepository(connected(settings))
+    if not force and not click.confirm(f"Delete every pending and scheduled job of queue {queue!r}?"):
+        fail("not cleared", EXIT_FAILURE)
+    click.echo(f"cleared {repo.clear_queue(queue)} jobs from queue {queue}")
 
 
 @main.command()
