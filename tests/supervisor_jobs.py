@@ -1,0 +1,19 @@
+"""Jobs used by the supervisor tests (a memory leak); each records its pid in Redis."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from horizon import job
+from tests.sample_jobs import _r
+
+_leak: list[bytearray] = []
+
+
+@job(name="tests.leak")
+def leak(key: str, mb: int) -> None:
+    """Keep ``mb`` MB of touched memory for the rest of the worker's life (0.4 s per job)."""
+    time.sleep(0.4)  # the worker measures itself at most once a second
+    _leak.append(bytearray(os.urandom(1024)) * (mb * 1024))
+    _r().rpush(key, os.getpid())

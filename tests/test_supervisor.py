@@ -1,0 +1,301 @@
+"""Master, supervisors and pools with real processes and real signals (SPEC 5-6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from horizon.repositories.supervisors import MasterRepository, SupervisorRepository
+from tests import sample_jobs, supervisor_jobs  # noqa: F401  (registers the jobs)
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.slow
+
+FAST = {
+    "HORIZON_HEARTBEAT_INTERVAL": "0.2",
+    "HORIZON_LOOP_INTERVAL": "0.1",
+    "HORIZON_MEMORY_INTERVAL": "0.3",
+    "HORIZON_MAINTAIN_INTERVAL": "0.5",
+    "HORIZON_RESTART_COOLDOWN": "0.2",
+}
+
+
+@pytest.fixture
+def env(proc_env):
+    proc_env.update(FAST)
+    return proc_env
+
+
+def write_config(config_file: Path, data: dict, **supervisor) -> None:
+    data = json.loads(json.dumps(data))
+    data["imports"] = ["tests.sample_jobs", "tests.supervisor_jobs"]
+    data["defaults"]["supervisor-1"].update(supervisor)
+    config_file.write_text(yaml.safe_dump(data))
+
+
+def start(procs, env, **popen) -> subprocess.Popen:
+    procs.env = env
+    return procs.horizon("start", **popen)
+
+
+def masters(hz) -> dict:
+    return MasterRepository(hz).all()
+
+
+def only_supervisor(hz) -> dict | None:
+    sups = [s for m in masters(hz).values() for s in m["supervisors"]]
+    return sups[0] if len(sups) == 1 else None
+
+
+def processes(hz) -> dict:
+    sup = only_supervisor(hz)
+    return sup["processes"] if sup else {}
+
+
+def worker_pids(hz) -> set[int]:
+    sup = only_supervisor(hz)
+    return {w["pid"] for w in sup["workers"]} if sup else set()
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout)
+
+
+# --- records ----------------------------------------------------------------------------------
+def test_masters_record_shape_and_processes_by_queue(hz, procs, env, config_file, config_data):
+    write_config(config_file, config_data, queue=["default", "emails"], balance="simple", max_processes=3)
+    master = start(procs, env)
+    wait_for(lambda: sum(processes(hz).values()) == 3 and len(worker_pids(hz)) == 3, timeout=15)
+    (name, record), = masters(hz).items()
+    assert record["name"] == name and record["pid"] == master.pid
+    assert record["status"] == "running" and record["environment"] == "production"
+    sup = record["supervisors"][0]
+    assert sup["name"] == f"{name}:supervisor-1" and sup["master"] == name
+    assert sup["status"] == "running" and isinstance(sup["pid"], int)
+    assert sup["processes"] == {"redis:default": 2, "redis:emails": 1}
+    assert sup["options"]["balance"] == "simple" and sup["options"]["max_processes"] == 3
+    worker = wait_for(lambda: [w for w in only_supervisor(hz)["workers"] if w["status"] == "idle"], timeout=10)[0]
+    assert set(worker) == {"pid", "queue", "status", "started_at", "jobs", "memory"}
+    assert isinstance(worker["started_at"], float) and worker["jobs"] == 0
+    wait_for(lambda: all(w["memory"] > 0 for w in only_supervisor(hz)["workers"]), timeout=10)
+    assert SupervisorRepository(hz).processes_by_queue() == {"redis:default": 2, "redis:emails": 1}
+    assert stop(master) == 0
+    assert masters(hz) == {}
+
+
+def test_cli_list_supervisors_status(hz, procs, env, config_file, config_data):
+    write_config(config_file, config_data)
+    assert procs.run("status").returncode == 1
+    master = start(procs, env)
+    wait_for(lambda: processes(hz), timeout=15)
+    status = procs.run("status")
+    assert (status.returncode, status.stdout.strip()) == (0, "running")
+    listed = json.loads(procs.run("list", "--json").stdout)
+    assert list(listed) == list(masters(hz))
+    out = procs.run("supervisors").stdout
+    assert ":supervisor-1" in out and "redis:default=" in out
+    assert stop(master) == 0
+
+
+# --- balancing ----------------------------------------------------------------------------------
+def test_auto_balance_follows_a_backlog_and_scales_back(hz, procs, env, config_file, config_data):
+    write_config(
+        config_file, config_data, queue=["default", "emails"], balance="auto", min_processes=1,
+        max_processes=4, balance_cooldown=0.3, balance_max_shift=1,
+    )
+    master = start(procs, env)
+    wait_for(lambda: processes(hz) == {"redis:default": 1, "redis:emails": 1}, timeout=15)
+    sample_jobs.sleep.options(queue="emails").dispatch_many([(("bal", 0.15), {}) for _ in range(60)])
+    wait_for(lambda: processes(hz) == {"redis:default": 1, "redis:emails": 3}, timeout=15)
+    wait_for(lambda: processes(hz) == {"redis:default": 1, "redis:emails": 1}, timeout=30)
+    assert hz.redis.llen(hz.keys.queue("emails")) == 0
+    assert stop(master) == 0
+    hz.redis.delete("bal")
+
+
+def test_simple_balance_splits_evenly(hz, procs, env, config_file, config_data):
+    write_config(config_file, config_data, queue=["a", "b", "c"], balance="simple", max_processes=4)
+    master = start(procs, env)
+    wait_for(lambda: processes(hz) == {"redis:a": 2, "redis:b": 1, "redis:c": 1}, timeout=15)
+    assert stop(master) == 0
+
+
+def test_balance_false_works_queues_in_priority_order(hz, procs, env, config_file, config_data):
+    write_config(config_file, config_data, queue=["high", "low"], balance="false", max_processes=1)
+    key = f"order-{time.time()}"
+    sample_jobs.record.options(queue="low").dispatch_many([((key, f"low{i}"), {}) for i in range(3)])
+    sample_jobs.record.options(queue="high").dispatch_many([((key, f"high{i}"), {}) for i in range(3)])
+    master = start(procs, env)
+    wait_for(lambda: hz.redis.llen(key) == 6, timeout=15)
+    order = [v.split(":")[0] for v in hz.redis.lrange(key, 0, -1)]
+    assert order == ["high0", "high1", "high2", "low0", "low1", "low2"]
+    assert processes(hz) == {"redis:high,low": 1}
+    assert SupervisorRepository(hz).processes_by_queue() == {"redis:high": 1, "redis:low": 1}
+    assert stop(master) == 0
+    hz.redis.delete(key)
+
+
+# --- liveness -----------------------------------------------------------------------------------
+def test_term_lets_the_running_job_finish_and_leaves_no_process(hz, procs, env, config_file, config_data):
+    write_config(config_file, config_data, max_processes=2, balance="simple")
+    key = f"term-{time.time()}"
+    master = start(procs, env)
+    wait_for(lambda: len(worker_pids(hz)) == 2, timeout=15)
+    tree = [p.pid for p in psutil.Process(master.pid).children(recursive=True)]
+    assert len(tree) == 3  # one supervisor, two workers
+    job_id = sample_jobs.sleep.dispatch(key, 1.0)
+    wait_for(lambda: hz.redis.llen(key) == 1, timeout=10)
+    assert stop(master) == 0
+    assert hz.redis.lrange(key, 1, -1) == ["end"]
+    assert hz.redis.hget(hz.keys.job(job_id), "status") == "completed"
+    wait_for(lambda: all(gone(pid) for pid in tree), timeout=5)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(master.pid, 0)
+    hz.redis.delete(key)
+
+
+def test_killed_worker_is_replaced_and_its_job_recovered(hz, procs, env, config_file, config_data):
+    config_data = {**config_data, "reservation_margin": 0.5}
+    write_config(config_file, config_data, max_processes=1)
+    key = f"kill-{time.time()}"
+    master = start(procs, env)
+    first = wait_for(lambda: worker_pids(hz), timeout=15)
+    job_id = sample_jobs.sleep.options(tries=3, timeout=1.5).dispatch(key, 0.5)
+    started = wait_for(lambda: hz.redis.lrange(key, 0, -1), timeout=10)
+    victim = int(started[0].split(":")[1])
+    assert {victim} == first
+    os.kill(victim, signal.SIGKILL)
+    replaced = wait_for(lambda: (worker_pids(hz) - first), timeout=10)
+    assert len(replaced) == 1
+    wait_for(lambda: hz.redis.hget(hz.keys.job(job_id), "status") == "completed", timeout=15)
+    runs = [v for v in hz.redis.lrange(key, 0, -1) if v.startswith("start:")]
+    assert runs[0] == f"start:{victim}" and runs[-1] == f"start:{replaced.pop()}"
+    assert stop(master) == 0
+    hz.redis.delete(key)
+
+
+def test_killed_master_takes_supervisors_and_workers_with_it(hz, procs, env, config_file, config_data):
+    write_config(config_file, config_data, max_processes=2, balance="simple")
+    master = start(procs, env)
+    wait_for(lambda: len(worker_pids(hz)) == 2, timeout=15)
+    tree = [p.pid for p in psutil.Process(master.pid).children(recursive=True)]
+    assert len(tree) == 3
+    os.kill(master.pid, signal.SIGKILL)
+    master.wait(5)
+    wait_for(lambda: all(gone(pid) for pid in tree), timeout=10, message="children outlived the master")
+
+
+def test_memory_limit_recycles_a_leaking_worker(hz, procs, env, config_file, config_data):
+    write_config(config_file, config_data, max_processes=1, memory=40)
+    key = f"leak-{time.time()}"
+    master = start(procs, env)
+    wait_for(lambda: worker_pids(hz), timeout=15)
+    supervisor_jobs.leak.dispatch_many([((key, 25), {}) for _ in range(4)])
+    wait_for(lambda: hz.redis.llen(key) == 4, timeout=20)
+    pids = hz.redis.lrange(key, 0, -1)
+    assert len(set(pids)) >= 2, pids  # the worker over 40 MB finished its job and was replaced
+    assert stop(master) == 0
+    hz.redis.delete(key)
+
+
+# --- control ------------------------------------------------------------------------------------
+def master_status(hz) -> str | None:
+    found = list(masters(hz).values())
+    return found[0]["status"] if found else None
+
+
+def test_pause_and_continue_by_signal_and_by_cli(hz, procs, env, config_file, config_data):
+    write_config(config_file, config_data, max_processes=1)
+    master = start(procs, env)
+    wait_for(lambda: worker_pids(hz), timeout=15)
+    master.send_signal(signal.SIGUSR2)
+    wait_for(lambda: master_status(hz) == "paused" and only_supervisor(hz)["status"] == "paused", timeout=10)
+    wait_for(lambda: worker_pids(hz) == set(), timeout=10)
+    paused = procs.run("status")
+    assert (paused.returncode, paused.stdout.strip()) == (1, "paused")
+    job_id = sample_jobs.noop.dispatch()
+    master.send_signal(signal.SIGCONT)
+    wait_for(lambda: master_status(hz) == "running" and worker_pids(hz), timeout=10)
+    wait_for(lambda: hz.redis.hget(hz.keys.job(job_id), "status") == "completed", timeout=10)
+
+    assert procs.run("pause").returncode == 0
+    wait_for(lambda: master_status(hz) == "paused" and worker_pids(hz) == set(), timeout=10)
+    assert procs.run("continue").returncode == 0
+    wait_for(lambda: master_status(hz) == "running" and worker_pids(hz), timeout=10)
+
+    assert procs.run("pause-supervisor", "supervisor-1").returncode == 0
+    wait_for(lambda: only_supervisor(hz)["status"] == "paused", timeout=10)
+    assert master_status(hz) == "running"
+    assert procs.run("continue-supervisor", "supervisor-1").returncode == 0
+    wait_for(lambda: only_supervisor(hz)["status"] == "running" and worker_pids(hz), timeout=10)
+    assert procs.run("pause-supervisor", "nope").returncode == 1
+    assert procs.run("terminate").returncode == 0
+    assert master.wait(20) == 0
+
+
+def test_two_masters_listed_and_each_periodic_task_runs_once_per_interval(
+    hz, procs, env, config_file, config_data, tmp_path
+):
+    write_config(config_file, config_data, max_processes=1)
+    env["HORIZON_LOG_LEVEL"] = "DEBUG"
+    logs = [open(tmp_path / f"m{i}.log", "w+") for i in range(2)]
+    first, second = (start(procs, env, stderr=log) for log in logs)
+    wait_for(lambda: len(masters(hz)) == 2 and all(m["supervisors"] for m in masters(hz).values()), timeout=15)
+    assert {m["pid"] for m in masters(hz).values()} == {first.pid, second.pid}
+    time.sleep(0)  # the masters keep running while we read their logs
+
+    def slots() -> list[list[str]]:
+        found = []
+        for log in logs:
+            text = (tmp_path / Path(log.name).name).read_text()
+            found.append([line.rsplit("slot ", 1)[1].rstrip(")") for line in text.splitlines()
+                          if "task maintain ran" in line])
+        return found
+
+    wait_for(lambda: sum(len(s) for s in slots()) >= 8, timeout=20)
+    per_master = slots()
+    everything = per_master[0] + per_master[1]
+    assert len(everything) == len(set(everything)), per_master  # no slot ran twice
+    assert stop(first) == 0 and stop(second) == 0
+    assert masters(hz) == {}
+    for log in logs:
+        log.close()
+
+
+def test_master_notifies_systemd(hz, procs, env, config_file, config_data, tmp_path):
+    write_config(config_file, config_data, max_processes=1)
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(15)
+        env["NOTIFY_SOCKET"] = path
+        env["WATCHDOG_USEC"] = "400000"
+        master = start(procs, env)
+        assert sock.recv(4096).decode().startswith("READY=1")
+        assert wait_for(lambda: sock.recv(4096).decode() == "WATCHDOG=1", timeout=5)
+        assert stop(master) == 0
+        messages = []
+        sock.settimeout(0.5)
+        try:
+            while True:
+                messages.append(sock.recv(4096).decode())
+        except TimeoutError:
+            pass
+        assert "STOPPING=1" in messages
