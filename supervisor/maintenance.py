@@ -32,6 +32,16 @@ def snapshot_metrics(hz: Horizon) -> None:
     MetricsRepository(hz).snapshot()
 
 
+def fire_schedules(hz: Horizon, owner: str) -> None:
+    """Dispatch due schedule occurrences; a lock per (schedule, fire time) makes each fire once."""
+    from horizon.schedules import fire_due
+
+    try:
+        fire_due(hz, owner=owner)
+    except Exception:
+        log.exception("firing schedules failed")
+
+
 class Maintenance:
     """A background scheduler whose locked tasks fire once per interval across every master."""
 
@@ -46,6 +56,8 @@ class Maintenance:
     def add_defaults(self) -> Maintenance:
         self.add("maintain", tuning.MAINTAIN_INTERVAL, lambda: maintain_queues(self.hz))
         self.add("snapshot", float(self.hz.settings.metrics.snapshot_interval), lambda: snapshot_metrics(self.hz))
+        # at the top of every second; locked per occurrence inside fire_due, not per slot
+        self.scheduler.add_job(fire_schedules, "cron", second="*", args=(self.hz, self.owner), id="schedules")
         return self
 
     def add(self, task: str, interval: float, fn: Callable[[], Any], *, locked: bool = True) -> None:

@@ -1,0 +1,113 @@
+"""Recurring schedules: occurrence tables, the missed policy, and exactly-once firing across masters."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from horizon.config import ScheduleSettings
+from horizon.schedules import ScheduleError, ScheduleRepository, due, fire_due, parse
+from tests.helpers import wait_for
+
+
+def ts(text: str, tz: str = "UTC") -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(tz)).timestamp()
+
+
+def sched(**kw) -> ScheduleSettings:
+    return ScheduleSettings(name=kw.pop("name", "s"), job=kw.pop("job", "tests.noop"), **kw)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "last", "now", "expected"),
+    [
+        # 6 fields: seconds first
+        (sched(cron="*/2 * * * * *"), "2024-01-01T00:00:00", "2024-01-01T00:00:04", ["00:00:02", "00:00:04"]),
+        # 5 fields: minutes
+        (sched(cron="* * * * *"), "2024-01-01T00:00:30", "2024-01-01T00:01:02", ["00:01:00"]),
+        (sched(every=1.5), "2024-01-01T00:00:00", "2024-01-01T00:00:03", ["00:00:01.500000", "00:00:03"]),
+        # missed (older than ON_TIME): skipped, or one run for all of them
+        (sched(cron="0 * * * * *", missed="skip"), "2024-01-01T00:00:30", "2024-01-01T00:10:30", []),
+        (sched(cron="0 * * * * *", missed="run_once"), "2024-01-01T00:00:30", "2024-01-01T00:10:30", ["00:10:00"]),
+        (sched(cron="0 * * * * *", missed="run_once"), "2024-01-01T00:00:30", "2024-01-01T00:10:02", ["00:10:00"]),
+    ],
+)
+def test_due_occurrences(schedule, last, now, expected):
+    got = [datetime.fromtimestamp(t, ZoneInfo("UTC")).time().isoformat() for t in due(schedule, ts(last), ts(now))]
+    assert got == expected
+
+
+def test_cron_is_evaluated_in_the_schedule_timezone():
+    paris = sched(cron="0 0 3 * * *", timezone="Europe/Paris")
+    got = due(paris, ts("2024-07-01T02:59:58", "Europe/Paris"), ts("2024-07-01T03:00:01", "Europe/Paris"))
+    assert got == [ts("2024-07-01T03:00:00", "Europe/Paris")]
+    assert got == [ts("2024-07-01T01:00:00")]  # 01:00 UTC in summer
+
+
+def test_invalid_schedules_name_the_field():
+    with pytest.raises(ScheduleError, match="cron"):
+        parse({"name": "x", "job": "tests.noop", "cron": "61 * * * * *"})
+    with pytest.raises(ScheduleError, match="exactly one of 'cron' or 'every'"):
+        parse({"name": "x", "job": "tests.noop"})
+    with pytest.raises(ScheduleError, match="missed"):
+        parse({"name": "x", "job": "tests.noop", "every": 5, "missed": "sometimes"})
+    with pytest.raises(ScheduleError, match="timezone"):
+        parse({"name": "x", "job": "tests.noop", "every": 5, "timezone": "Mars/Olympus"})
+
+
+def test_one_occurrence_is_dispatched_once_by_concurrent_callers(hz, redis_client):
+    ScheduleRepository(hz).save(parse({"name": "api-1", "job": "tests.noop", "every": 1, "queue": "sched"}))
+    now = 1_800_000_000.2
+    ScheduleRepository(hz).advance("api-1", now - 3)
+    first = fire_due(hz, now, owner="a")
+    second = fire_due(hz, now, owner="b")
+    assert [f.fire_time for f in first] == [1_799_999_998.0, 1_799_999_999.0, 1_800_000_000.0]
+    assert second == []
+    assert redis_client.llen(hz.keys.queue("sched")) == 3
+    job = redis_client.hgetall(hz.keys.job(first[0].job_id))
+    assert job["name"] == "tests.noop" and job["schedule"] == "api-1"
+    assert json.loads(job["tags"]) == ["schedule:api-1"]
+
+
+def _fired(redis_client, hz) -> list[float]:
+    ids = redis_client.lrange(hz.keys.queue("sched"), 0, -1)
+    return sorted(float(redis_client.hget(hz.keys.job(i), "scheduled_for")) for i in ids)
+
+
+@pytest.fixture
+def per_second(config_data):
+    config_data["schedule"] = [{"name": "tick", "job": "tests.noop", "cron": "* * * * * *", "queue": "sched"}]
+    config_data["defaults"]["supervisor-1"].update(min_processes=1, max_processes=1)
+    return config_data
+
+
+@pytest.mark.slow
+def test_per_second_schedule_fires_once_per_second_with_two_masters(per_second, hz, procs, redis_client):
+    procs.horizon("start")
+    procs.horizon("start")
+    wait_for(lambda: len(redis_client.zrange(hz.keys.masters(), 0, -1)) == 2, timeout=30)
+    wait_for(lambda: len(_fired(redis_client, hz)) >= 5, timeout=30)
+    start = _fired(redis_client, hz)[-1]
+    wait_for(lambda: len([t for t in _fired(redis_client, hz) if t > start]) >= 4, timeout=30)
+    fired = _fired(redis_client, hz)
+    assert len(fired) == len(set(fired)), "an occurrence was dispatched twice"
+    window = [t for t in fired if t >= start]
+    assert [b - a for a, b in zip(window, window[1:], strict=False)] == [1.0] * (len(window) - 1), window
+
+
+def test_schedule_list_and_run_commands(per_second, hz, procs, redis_client):
+    ScheduleRepository(hz).save(parse({"name": "api-every", "job": "tests.noop", "every": 30}))
+    out = procs.run("schedule", "list")
+    assert out.returncode == 0, out.stderr
+    assert "tick" in out.stdout and "api-every" in out.stdout and "every 30s" in out.stdout
+    rows = json.loads(procs.run("schedule", "list", "--json").stdout)
+    assert {r["name"]: r["source"] for r in rows} == {"tick": "config", "api-every": "api"}
+    # two stand-alone firing loops also dispatch each second once
+    procs.horizon("schedule", "run")
+    procs.horizon("schedule", "run")
+    wait_for(lambda: len(_fired(redis_client, hz)) >= 4, timeout=30)
+    fired = _fired(redis_client, hz)
+    assert len(fired) == len(set(fired))
