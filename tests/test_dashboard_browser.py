@@ -1,0 +1,410 @@
+"""The dashboard in a real headless browser (Playwright driving Debian's chromium).
+
+One Flask app per module served by werkzeug on 127.0.0.1 (a thread), against the test Redis,
+with real jobs processed by a real worker process. Skips without /usr/bin/chromium unless
+HORIZON_REQUIRE_BROWSER=1 (CI), where a missing browser fails. Screenshots of every page go
+under a temp dir (printed; HORIZON_SCREENSHOTS=<dir> to choose it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "s3cret-token"
+XSS_ARG = "<script>window.__xss = 'script'</script>"
+XSS_KWARG = "<img src=x onerror=\"window.__xss = 'img'\">"
+
+
+def _browser_or_skip():
+    required = os.environ.get("HORIZON_REQUIRE_BROWSER") == "1"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        if required:
+            pytest.fail(f"HORIZON_REQUIRE_BROWSER=1 but playwright is not installed: {exc}")
+        pytest.skip("playwright is not installed")
+    if not os.access(CHROMIUM, os.X_OK):
+        if required:
+            pytest.fail(f"HORIZON_REQUIRE_BROWSER=1 but {CHROMIUM} is missing (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    return sync_playwright
+
+
+@dataclass
+class World:
+    """Everything the tests share: the prefix, config file, env for child processes, the job ids."""
+
+    prefix: str
+    config: Path
+    env: dict
+    settings: object
+    ids: dict = field(default_factory=dict)
+    shots: Path | None = None
+
+    def horizon(self, *args: str) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, "-m", "horizon.cli", *args, "--config", str(self.config)],
+            env=self.env, cwd=str(ROOT), capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result
+
+
+class Server:
+    """A Flask app served by werkzeug in a thread on a free loopback port."""
+
+    def __init__(self, app) -> None:
+        from werkzeug.serving import make_server
+
+        self.httpd = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def api(self, path: str, token: str = "") -> object:
+        request = urllib.request.Request(self.url + "/horizon/api/" + path)
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def playwright_factory():
+    return _browser_or_skip()
+
+
+@pytest.fixture(scope="module")
+def world(redis_server, tmp_path_factory, playwright_factory) -> Iterator[World]:
+    from horizon.config import settings_from_dict
+    from horizon.context import configure, reset
+    from tests import sample_jobs
+
+    prefix = "dash" + uuid.uuid4().hex[:8]
+    data = {
+        "prefix": prefix,
+        "redis": {"url": redis_server.url},
+        "imports": ["tests.sample_jobs"],
+        "defaults": {"supervisor-1": {"queue": ["default"], "max_processes": 2, "timeout": 30}},
+    }
+    folder = tmp_path_factory.mktemp("dashboard")
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump(data))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["HORIZON_TEST_REDIS"] = redis_server.url
+    env.pop("HORIZON_CONFIG", None)
+    env.pop("HORIZON_REDIS_URL", None)
+    old_env = os.environ.get("HORIZON_TEST_REDIS")
+    os.environ["HORIZON_TEST_REDIS"] = redis_server.url
+    settings = settings_from_dict(data, base_dir=str(ROOT))
+    hz = configure(settings)
+    shots = Path(os.environ.get("HORIZON_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    w = World(prefix=prefix, config=config, env=env, settings=settings, shots=shots)
+
+    w.ids["added"] = [sample_jobs.add.dispatch(f"{prefix}:sum", i, 1) for i in range(3)]
+    w.ids["failed"] = [sample_jobs.fail.options(tags=["billing"]).dispatch(f"{prefix}:fail-{i}") for i in range(2)]
+    w.ids["xss"] = sample_jobs.record.options(tags=["xss"]).dispatch(XSS_ARG, value=XSS_KWARG)
+    w.horizon("work", "--stop-when-empty")
+    w.horizon("snapshot")
+    w.ids["pending"] = sample_jobs.noop.options(queue="later").dispatch()
+    print(f"\nscreenshots: {shots}")
+    yield w
+    keys = list(hz.redis.scan_iter(match=f"{{{prefix}}}:*", count=1000))
+    if keys:
+        hz.redis.delete(*keys)
+    hz.redis.delete(f"{prefix}:sum", *[f"{prefix}:fail-{i}" for i in range(2)], XSS_ARG)
+    hz.close()
+    reset()
+    if old_env is None:
+        os.environ.pop("HORIZON_TEST_REDIS", None)
+    else:
+        os.environ["HORIZON_TEST_REDIS"] = old_env
+
+
+def _serve(world: World, **web) -> Server:
+    from horizon.context import Horizon
+    from web import create_app
+
+    settings = world.settings
+    if web:
+        settings = settings.with_overrides(web=settings.web.__class__(**{**settings.web.__dict__, **web}))
+    return Server(create_app(settings, Horizon(settings)))
+
+
+@pytest.fixture(scope="module")
+def server(world: World) -> Iterator[Server]:
+    srv = _serve(world)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_factory) -> Iterator[object]:
+    pw = playwright_factory().start()
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+    pw.stop()
+
+
+class Page:
+    """A browser page that records console errors, page errors and CSP violations."""
+
+    def __init__(self, browser, base: str, **context_options) -> None:
+        self.context = browser.new_context(**context_options)
+        self.page = self.context.new_page()
+        self.base = base
+        self.problems: list[str] = []
+        self.page.on("pageerror", lambda exc: self.problems.append(f"pageerror: {exc}"))
+        self.page.on("console", lambda msg: msg.type == "error" and self.problems.append(f"console: {msg.text}"))
+        self.page.on("dialog", lambda dialog: (self.problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+
+    def goto(self, path: str) -> object:
+        self.page.goto(self.base + path, wait_until="domcontentloaded")
+        return self.page
+
+    def ready(self, rel: str) -> None:
+        """Wait until the client rendered the page at `rel` (relative to /horizon) after its data loaded."""
+        self.page.wait_for_function("r => document.body.dataset.ready === r", arg=rel, timeout=10000)
+
+    def shot(self, world: World, name: str) -> None:
+        self.page.screenshot(path=str(world.shots / f"{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def page(browser, server) -> Iterator[Page]:
+    p = Page(browser, server.url, viewport={"width": 1280, "height": 900})
+    yield p
+    p.close()
+    assert p.problems == []
+
+
+def _text(page, selector: str) -> str:
+    return page.locator(selector).inner_text().strip()
+
+
+def test_dashboard_figures_match_the_api(page: Page, server: Server, world: World) -> None:
+    pg = page.goto("/horizon")
+    page.ready("/")
+    stats = server.api("stats")
+    assert _text(pg, "[data-stat=recentJobs] .card-value") == f"{stats['recentJobs']:,}"
+    assert _text(pg, "[data-stat=failedJobs] .card-value") == f"{stats['failedJobs']:,}" == "2"
+    assert _text(pg, "[data-stat=processes] .card-value") == f"{stats['processes']:,}"
+    assert _text(pg, "[data-stat=jobsPerMinute] .card-value") == f"{stats['jobsPerMinute']:,}"
+    assert _text(pg, "[data-stat=status] .card-value") == stats["status"]
+    workload = server.api("workload")
+    shown = pg.locator("[data-queue]").evaluate_all("rows => rows.map(r => r.dataset.queue)")
+    assert shown == [q["name"] for q in workload] and "default" in shown
+    later = pg.locator("[data-queue=later] td").all_inner_texts()
+    assert later[2].strip() == str(next(q["length"] for q in workload if q["name"] == "later"))
+    page.shot(world, "dashboard")
+
+
+def test_every_page_renders_and_is_screenshotted(page: Page, world: World, server: Server) -> None:
+    pg = page.page
+    names = server.api("metrics/jobs")
+    assert "tests.add" in names
+    pages = [
+        ("monitoring", "/monitoring"), ("metrics-jobs", "/metrics/jobs"),
+        ("metrics-job", "/metrics/jobs/tests.add"), ("metrics-queues", "/metrics/queues/default"),
+        ("jobs-recent", "/jobs/recent"), ("jobs-pending", "/jobs/pending"),
+        ("jobs-completed", "/jobs/completed"), ("jobs-silenced", "/jobs/silenced"),
+        ("jobs-failed", "/jobs/failed"), ("job-detail", f"/jobs/{world.ids['added'][0]}"),
+        ("failed-detail", f"/failed/{world.ids['failed'][0]}"), ("queues", "/queues"),
+    ]
+    for name, rel in pages:
+        page.goto("/horizon" + rel)
+        page.ready(rel)
+        page.shot(world, name)
+    # the metrics page draws its charts with the vendored Chart.js
+    page.goto("/horizon/metrics/jobs/tests.add")
+    page.ready("/metrics/jobs/tests.add")
+    assert pg.evaluate("typeof window.Chart") == "function"
+    assert pg.locator("[data-chart=throughput] canvas").evaluate("c => c.width > 0 && !!window.Chart.getChart(c)")
+    recent = server.api("jobs/recent")
+    page.goto("/horizon/jobs/recent")
+    page.ready("/jobs/recent")
+    assert pg.locator("tr[data-job-id]").count() == len(recent["jobs"])
+
+
+def test_phone_width_and_dark_mode(browser, server: Server, world: World) -> None:
+    p = Page(browser, server.url, viewport={"width": 390, "height": 844}, color_scheme="dark", is_mobile=True)
+    try:
+        for name, rel in [("dashboard", "/"), ("jobs-failed", "/jobs/failed"), ("job-detail", f"/failed/{world.ids['failed'][0]}")]:
+            p.goto("/horizon" + rel)
+            p.ready(rel)
+            p.shot(world, f"phone-dark-{name}")
+            overflow = p.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 1, f"{rel} is wider than the phone screen by {overflow}px"
+        background = p.page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(18, 20, 26)"
+        assert p.problems == []
+    finally:
+        p.close()
+
+
+def test_failed_job_opened_and_retried_by_clicking(page: Page, server: Server, world: World) -> None:
+    pg = page.goto("/horizon/jobs/failed")
+    page.ready("/jobs/failed")
+    job_id = world.ids["failed"][1]
+    pg.locator(f"tr[data-job-id='{job_id}'] a.job-link").click()
+    page.ready(f"/failed/{job_id}")
+    assert pg.url.endswith(f"/horizon/failed/{job_id}")
+    section = pg.locator("[data-section=exception]")
+    assert "ValueError" in section.inner_text()
+    assert f"boom: {world.prefix}:fail-1" in section.inner_text()
+    assert "Traceback" in section.locator("pre").inner_text()
+    assert f"{world.prefix}:fail-1" in pg.locator("[data-section=payload] pre").first.inner_text()
+    pg.locator("button[data-action=retry]").click()
+    retried = wait_for(lambda: server.api(f"jobs/failed/{job_id}").get("retried_by"), timeout=10)
+    copy = retried[0]["id"]
+    pg.locator(f"[data-section=retries] a:has-text('{copy}')").wait_for(timeout=10000)
+    assert server.api(f"jobs/{copy}")["retry_of"] == job_id
+    page.shot(world, "failed-detail-retried")
+
+
+def test_failed_jobs_search_by_tag(page: Page, world: World) -> None:
+    pg = page.goto("/horizon/jobs/failed")
+    page.ready("/jobs/failed")
+    pg.fill("input[name=tag]", "no-such-tag")
+    pg.press("input[name=tag]", "Enter")
+    pg.locator("p.empty:has-text('no-such-tag')").wait_for(timeout=10000)
+    pg.fill("input[name=tag]", "billing")
+    pg.press("input[name=tag]", "Enter")
+    pg.locator("tr[data-job-id]").first.wait_for(timeout=10000)
+    ids = set(pg.locator("tr[data-job-id]").evaluate_all("rows => rows.map(r => r.dataset.jobId)"))
+    assert ids == set(world.ids["failed"])
+    assert pg.url.endswith("/horizon/jobs/failed?tag=billing")
+
+
+def test_tag_can_be_monitored(page: Page, server: Server, world: World) -> None:
+    from tests import sample_jobs
+
+    tag = "team:ops/blue"
+    pg = page.goto("/horizon/monitoring")
+    page.ready("/monitoring")
+    pg.fill("form[data-form=monitor] input[name=tag]", tag)
+    pg.click("form[data-form=monitor] button[type=submit]")
+    row = pg.locator("tr[data-tag]", has_text=tag)
+    row.wait_for(timeout=10000)
+    assert {t["tag"] for t in server.api("monitoring")} >= {tag}
+    job_id = sample_jobs.add.options(tags=[tag]).dispatch(f"{world.prefix}:sum", 40, 2)
+    world.horizon("work", "--stop-when-empty")
+    count = next(t["count"] for t in server.api("monitoring") if t["tag"] == tag)
+    assert count >= 1
+    # the count follows live (SSE) or by polling, without a reload
+    wait_for(lambda: row.locator("td.num").inner_text().strip() == str(count), timeout=20)
+    row.locator("a.tag-link").click()
+    page.ready("/monitoring/" + "team%3Aops%2Fblue")
+    assert pg.locator(f"tr[data-job-id='{job_id}']").count() == 1
+    page.shot(world, "monitoring-tag")
+    page.goto("/horizon/monitoring")
+    page.ready("/monitoring")
+    pg.locator("tr[data-tag]", has_text=tag).locator("button[data-action=unmonitor]").click()
+    pg.locator("tr[data-tag]", has_text=tag).wait_for(state="detached", timeout=10000)
+    assert tag not in {t["tag"] for t in server.api("monitoring")}
+
+
+def test_script_and_img_in_arguments_render_as_text(page: Page, world: World) -> None:
+    pg = page.goto(f"/horizon/jobs/{world.ids['xss']}")
+    page.ready(f"/jobs/{world.ids['xss']}")
+    payload = pg.locator("[data-section=payload]").inner_text()
+    assert XSS_ARG in payload and XSS_KWARG.replace('"', '\\"') in payload
+    assert f"key:{XSS_ARG}" in pg.locator("[data-field=tags]").inner_text()
+    page.goto("/horizon/jobs/recent")
+    page.ready("/jobs/recent")
+    assert pg.locator(f"tr[data-job-id='{world.ids['xss']}']").count() == 1
+    assert pg.evaluate("window.__xss") is None
+    assert pg.locator("main script, main img").count() == 0
+
+
+def test_live_banner_counts_new_jobs_instead_of_jumping(page: Page, world: World) -> None:
+    from tests import sample_jobs
+
+    pg = page.goto("/horizon/jobs/pending")
+    page.ready("/jobs/pending")
+    pg.locator("#live[data-state=live]").wait_for(timeout=10000)
+    before = pg.locator("tr[data-job-id]").evaluate_all("rows => rows.map(r => r.dataset.jobId)")
+    assert world.ids["pending"] in before
+    new = [sample_jobs.noop.options(queue="later").dispatch() for _ in range(2)]
+    banner = pg.locator("button.banner:has-text('2 new jobs')")
+    banner.wait_for(state="visible", timeout=10000)
+    assert pg.locator("tr[data-job-id]").evaluate_all("rows => rows.map(r => r.dataset.jobId)") == before
+    banner.click()
+    pg.locator(f"tr[data-job-id='{new[-1]}']").wait_for(timeout=10000)
+    assert pg.locator("tr[data-job-id]").first.get_attribute("data-job-id") == new[-1]
+
+
+def test_token_prompt_then_bearer_header(browser, world: World) -> None:
+    srv = _serve(world, auth=world.settings.web.auth.__class__(token=TOKEN))
+    p = Page(browser, srv.url, viewport={"width": 1280, "height": 900})
+    try:
+        pg = p.goto("/horizon/jobs/failed")
+        form = pg.locator("form[data-form=token]")
+        form.wait_for(timeout=10000)
+        p.shot(world, "token-prompt")
+        pg.fill("#token-input", "wrong")
+        pg.click("form[data-form=token] button[type=submit]")
+        pg.locator("form[data-form=token] .form-error:has-text('not accepted')").wait_for(timeout=10000)
+        pg.fill("#token-input", TOKEN)
+        with pg.expect_request(lambda r: "/horizon/api/jobs/failed" in r.url) as request_info:
+            pg.click("form[data-form=token] button[type=submit]")
+        assert request_info.value.headers.get("authorization") == f"Bearer {TOKEN}"
+        p.ready("/jobs/failed")
+        assert pg.locator("tr[data-job-id]").count() == len(srv.api("jobs/failed", TOKEN)["jobs"])
+        pg.locator("#live[data-state=live]").wait_for(timeout=10000)  # fetch-streamed SSE with the header
+        pg.reload(wait_until="domcontentloaded")
+        p.ready("/jobs/failed")  # asked once: kept in sessionStorage
+        assert pg.locator("form[data-form=token]").count() == 0
+        p.problems = [x for x in p.problems if "401" not in x]  # the refused token's request
+        assert p.problems == []
+    finally:
+        p.close()
+        srv.stop()
+
+
+def test_read_only_hides_mutating_buttons(browser, world: World) -> None:
+    srv = _serve(world, read_only=True)
+    p = Page(browser, srv.url, viewport={"width": 1280, "height": 900})
+    try:
+        for rel in ["/jobs/failed", f"/failed/{world.ids['failed'][0]}", "/queues", "/monitoring"]:
+            p.goto("/horizon" + rel)
+            p.ready(rel)
+            assert p.page.locator("main button[data-action], form[data-form=monitor]").count() == 0, rel
+        assert p.problems == []
+    finally:
+        p.close()
+        srv.stop()
