@@ -207,8 +207,8 @@ def test_memory_limit_recycles_a_leaking_worker(hz, procs, env, config_file, con
     key = f"leak-{time.time()}"
     master = start(procs, env)
     wait_for(lambda: worker_pids(hz), timeout=15)
-    supervisor_jobs.leak.dispatch_many([((key, 25), {}) for _ in range(4)])
-    wait_for(lambda: hz.redis.llen(key) == 4, timeout=20)
+    supervisor_jobs.leak.dispatch_many([((key, 25), {}) for _ in range(6)])
+    wait_for(lambda: hz.redis.llen(key) == 6, timeout=20)
     pids = hz.redis.lrange(key, 0, -1)
     assert len(set(pids)) >= 2, pids  # the worker over 40 MB finished its job and was replaced
     assert stop(master) == 0
