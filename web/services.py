@@ -50,6 +50,10 @@ class Services:
         return _load("horizon.repositories.supervisors", "MasterRepository")(self.hz)
 
     @cached_property
+    def supervisors(self) -> Any:
+        return _load("horizon.repositories.supervisors", "SupervisorRepository")(self.hz)
+
+    @cached_property
     def commands(self) -> Any:
         return _load("horizon.repositories.supervisors", "CommandQueue")(self.hz)
 
@@ -65,7 +69,7 @@ class Services:
         return QueueRepository(self.hz, processes_by_queue=self.processes_by_queue, waits=self.waits)
 
     def processes_by_queue(self) -> dict[str, int]:
-        return self.masters.processes_by_queue()
+        return self.supervisors.processes_by_queue()
 
     def waits(self) -> dict[str, float]:
         return self.workload.waits()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, jsonify
@@ -13,6 +14,14 @@ from web.services import services
 bp = Blueprint("api_monitoring", __name__)
 
 MAX_TAG = 255
+
+
+def _checked(call: Callable[[], Any]) -> Any:
+    """Run a tag repository call; its ValueError (a bad tag) is a 400 naming the problem."""
+    try:
+        return call()
+    except ValueError as exc:
+        raise params.bad_request(str(exc)) from None
 
 
 @bp.get("/monitoring")
@@ -27,17 +36,18 @@ def store() -> ResponseReturnValue:
     tag = params.string(data, "tag", max_len=MAX_TAG)
     if tag is None:
         raise params.bad_request("tag is required")
-    services().tags.monitor(tag)
+    _checked(lambda: services().tags.monitor(tag))
     return {"tag": tag}, 201
 
 
 @bp.get("/monitoring/<path:tag>")
 def jobs(tag: str) -> dict[str, Any]:
-    page, total = services().tags.jobs(tag, starting_at=params.starting_at(), limit=params.limit())
+    start, size = params.starting_at(), params.limit()
+    page, total = _checked(lambda: services().tags.jobs(tag, starting_at=start, limit=size))
     return {"jobs": page, "total": total}
 
 
 @bp.delete("/monitoring/<path:tag>")
 def destroy(tag: str) -> ResponseReturnValue:
-    services().tags.stop_monitoring(tag)
+    _checked(lambda: services().tags.stop_monitoring(tag))
     return "", 204

@@ -18,6 +18,12 @@ def master_status(masters: dict[str, Any]) -> str:
     return "paused" if all(m.get("status") == "paused" for m in masters.values()) else "running"
 
 
+def total_processes(masters: dict[str, Any]) -> int:
+    """Worker processes over every supervisor of every master (a multi-queue pool counts once)."""
+    supervisors = [sup for m in masters.values() for sup in m.get("supervisors", [])]
+    return sum(int(n) for sup in supervisors for n in (sup.get("processes") or {}).values())
+
+
 @bp.get("/stats")
 def view() -> dict[str, Any]:
     s = services()
@@ -25,7 +31,7 @@ def view() -> dict[str, Any]:
     failed = s.metrics.failed_jobs_count()
     return {
         "jobsPerMinute": s.metrics.jobs_per_minute(),
-        "processes": sum(s.masters.processes_by_queue().values()),
+        "processes": total_processes(masters),
         "queueWithMaxRuntime": s.metrics.queue_with_max_runtime(),
         "queueWithMaxThroughput": s.metrics.queue_with_max_throughput(),
         "recentJobs": s.metrics.recent_jobs_count(),
