@@ -23,6 +23,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/core.py
+	$(BIN)/python -m bench.peers.run
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
