@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 import yaml
@@ -230,3 +231,41 @@ def test_redis_restart_mid_run(own_redis, tmp_path, proc_env, prefix, capsys):
         else:
             os.environ["HORIZON_TEST_REDIS"] = old
         procs.cleanup()
+
+
+# --- master chaos -----------------------------------------------------------------------------
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_master_chaos_new_master_recovers_everything(hz, procs, redis_client, prefix, capsys):
+    """SIGKILL the master mid-run: its descendants exit within seconds; a new master finishes every job."""
+    key, total = f"{prefix}:master", 3000
+    master = procs.horizon("start", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(descendants(master.pid)) >= 3, timeout=30, message="master did not start its workers")
+    ids = sample_jobs.record.dispatch_many([((key, i), {}) for i in range(total)])
+    wait_for(lambda: redis_client.llen(key) >= 300, timeout=30, message="workers did not start")
+    tree = descendants(master.pid)
+    master.kill()
+    master.wait(timeout=10)
+    killed_at = time.monotonic()
+    gone, alive = psutil.wait_procs(tree, timeout=15)
+    orphans_exit = time.monotonic() - killed_at
+    assert not alive, f"descendants outlived the master: {[p.pid for p in alive]}"
+    before = statuses(hz, ids)
+    restarted_at = time.monotonic()
+    successor = procs.horizon("start", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: statuses(hz, ids).get("completed", 0) == total, timeout=60, interval=0.2,
+             message=f"the new master did not finish every job: {statuses(hz, ids)}")
+    recovery = time.monotonic() - restarted_at
+    successor.terminate()
+    successor.wait(timeout=30)
+    runs = executions(redis_client, key)
+    report(capsys, "master-chaos", jobs=total, killed_processes=len(tree) + 1, orphans_exit_s=round(orphans_exit, 2),
+           reserved_at_kill=before.get("reserved", 0), lost=total - len(set(runs)),
+           duplicates=len(runs) - len(set(runs)), recovery_s=round(recovery, 2))
+    assert set(runs) == {str(i) for i in range(total)}
+    assert len(runs) - len(set(runs)) <= len(tree)  # at most one job per killed process
