@@ -21,7 +21,7 @@ function statsCards(stats) {
   const periods = stats.periods || {};
   return h('div', {class: 'cards'},
     card('status', 'Status', statusBadge(stats.status), stats.pausedMasters ? `${stats.pausedMasters} paused master(s)` : null),
-    card('jobsPerMinute', 'Jobs per minute', fmtNumber(stats.jobsPerMinute)),
+    card('jobsPerMinute', 'Jobs per minute', fmtNumber(stats.jobsPerMinute, 1)),
     card('recentJobs', 'Jobs past hour', fmtNumber(stats.recentJobs), periods.recentJobs ? `last ${periods.recentJobs} min` : null),
     card('failedJobs', 'Failed jobs', fmtNumber(stats.failedJobs ?? stats.recentlyFailed), periods.failedJobs ? `last ${fmtNumber(periods.failedJobs / 60)} h` : null),
     card('processes', 'Processes', fmtNumber(stats.processes)),
