@@ -1,0 +1,116 @@
+"""Queue control and Server-Sent Events over the API, with real worker processes."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from tests import sample_jobs
+from tests.api_fixtures import API, app, assert_error, client, get, post  # noqa: F401  (fixtures)
+from tests.helpers import wait_for
+
+QUEUE_FIELDS = {"name", "paused", "pending", "scheduled", "reserved", "completed", "failed", "processes", "wait"}
+
+
+def test_queue_list_and_detail(hz, client):  # noqa: F811
+    sample_jobs.noop.dispatch_many([((), {})] * 3)
+    sample_jobs.noop.options(queue="emails", delay=60).dispatch()
+    queues = get(client, "/queues")
+    assert [q["name"] for q in queues] == ["default", "emails"]
+    assert all(set(q) == QUEUE_FIELDS for q in queues)
+    default = get(client, "/queues/default")
+    assert (default["pending"], default["scheduled"], default["paused"]) == (3, 0, False)
+    assert get(client, "/queues/emails")["scheduled"] == 1
+    assert_error(client.get(f"{API}/queues/nope"), 404, "NOT_FOUND")
+    assert_error(client.post(f"{API}/queues/nope/drain"), 404, "NOT_FOUND")
+
+
+def test_pause_is_honoured_by_workers_then_resume(hz, client, procs, redis_client):  # noqa: F811
+    key = f"{hz.settings.prefix}-paused"
+    ids = [sample_jobs.record.dispatch(key, i) for i in range(2)]
+    assert post(client, "/queues/default/pause")["paused"] is True
+    result = procs.run("work", "--stop-when-empty")
+    assert result.returncode == 0, result.stderr
+    assert redis_client.llen(key) == 0
+    assert get(client, "/queues/default")["pending"] == 2
+    resumed = post(client, "/queues/default/resume")
+    assert resumed["paused"] is False
+    assert hz.redis.llen(hz.keys.wake("default")) == 2  # wake-up tokens re-created
+    assert procs.run("work", "--stop-when-empty").returncode == 0
+    assert redis_client.llen(key) == 2
+    assert all(get(client, f"/jobs/{i}")["status"] == "completed" for i in ids)
+    assert get(client, "/queues/default")["completed"] in (0, 2)  # per-queue completed index when kept
+    redis_client.delete(key)
+
+
+def test_drain_promote_clean_and_retry_all(hz, client, procs, redis_client):  # noqa: F811
+    sample_jobs.noop.dispatch_many([((), {})] * 5)
+    later = sample_jobs.noop.options(delay=3600).dispatch()
+    drained = client.post(f"{API}/queues/default/drain")
+    assert drained.status_code == 200 and drained.headers["X-Horizon-Affected"] == "6"
+    assert (drained.get_json()["pending"], drained.get_json()["scheduled"]) == (0, 0)
+    assert_error(client.get(f"{API}/jobs/{later}"), 404, "NOT_FOUND")
+
+    soon = sample_jobs.noop.options(delay=3600).dispatch()
+    promoted = post(client, "/queues/default/promote")
+    assert (promoted["pending"], promoted["scheduled"]) == (1, 0)
+    assert get(client, f"/jobs/{soon}")["status"] == "pending"
+
+    key = f"{hz.settings.prefix}-failing"
+    failed = [sample_jobs.fail.dispatch(key) for _ in range(2)]
+    assert procs.run("work", "--stop-when-empty").returncode == 0
+    assert get(client, "/queues/default")["failed"] == 2
+    retried = client.post(f"{API}/queues/default/retry")
+    assert retried.headers["X-Horizon-Affected"] == "2" and retried.get_json()["pending"] == 2
+    assert client.post(f"{API}/queues/default/retry").headers["X-Horizon-Affected"] == "0"  # no double retry
+    assert all(len(get(client, f"/jobs/{i}")["retried_by"]) == 1 for i in failed)
+
+    assert_error(client.post(f"{API}/queues/default/clean", json={"state": "weird"}), 400, "BAD_REQUEST")
+    assert_error(client.post(f"{API}/queues/default/clean", json={"state": "failed", "grace": -1}), 400, "BAD_REQUEST")
+    kept = client.post(f"{API}/queues/default/clean", json={"state": "failed", "grace": 3600})
+    assert kept.headers["X-Horizon-Affected"] == "0"
+    cleaned = client.post(f"{API}/queues/default/clean", json={"state": "failed", "grace": 0})
+    assert cleaned.headers["X-Horizon-Affected"] == "2" and cleaned.get_json()["failed"] == 0
+    assert get(client, "/jobs/failed")["total"] == 0
+    redis_client.delete(key)
+
+
+def read_events(client, path: str, headers=None) -> list[dict]:  # noqa: F811
+    """Read an event stream until the server closes it (lifetime 1 s in these tests)."""
+    response = client.get(API + path, headers=headers or {}, buffered=False)
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    text = b"".join(response.response).decode()
+    events = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":"))
+        if "event" in fields:
+            events.append({"id": fields["id"], "event": fields["event"], "data": json.loads(fields["data"])})
+    assert ": heartbeat" in text or events
+    return events
+
+
+def test_sse_resume_with_last_event_id_and_queue_filter(hz, client):  # noqa: F811
+    a = sample_jobs.noop.dispatch()
+    b = sample_jobs.noop.options(queue="other").dispatch()
+    post(client, "/queues/default/pause")
+    events = read_events(client, "/events", {"Last-Event-ID": "0-0"})
+    assert [(e["event"], e["data"].get("job_id")) for e in events] == [
+        ("job:pending", a), ("job:pending", b), ("queue:paused", None)
+    ]  # fmt: skip
+    assert events[0]["data"]["queue"] == "default" and isinstance(events[0]["data"]["time"], float)
+    resumed = read_events(client, "/events", {"Last-Event-ID": events[0]["id"]})
+    assert [e["id"] for e in resumed] == [e["id"] for e in events[1:]]
+    only_other = read_events(client, "/queues/other/events?last_event_id=0-0")
+    assert [e["data"]["job_id"] for e in only_other] == [b]
+    assert_error(client.get(f"{API}/events", headers={"Last-Event-ID": "junk"}), 400, "BAD_REQUEST")
+
+
+def test_sse_delivers_live_events(hz, app):  # noqa: F811
+    app.config["HORIZON_SSE_LIFETIME"] = 3.0
+    got: list[list[dict]] = []
+    reader = threading.Thread(target=lambda: got.append(read_events(app.test_client(), "/events")))
+    reader.start()
+    # the stream starts at the newest entry: keep dispatching until the reader has seen one
+    wait_for(lambda: (sample_jobs.noop.dispatch(), not reader.is_alive())[1], timeout=10, interval=0.2)
+    reader.join()
+    assert got[0] and all(e["event"] == "job:pending" for e in got[0])
