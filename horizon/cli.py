@@ -221,7 +221,7 @@ def start(settings: Settings) -> None:
     from supervisor.run import start_master
 
     setup_logging("master")
-    sys.exit(start_master(connected(settings, import_jobs=True)))
+    sys.exit(start_master(connected(settings, import_jobs=True), reexec=True))
 
 
 @main.command()

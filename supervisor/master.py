@@ -8,6 +8,7 @@ import random
 import signal
 import socket
 import string
+import sys
 import time
 from dataclasses import dataclass
 
@@ -50,8 +51,12 @@ class SupervisorProcess:
 class MasterSupervisor:
     """Forks one child per configured supervisor and keeps them alive; ``loop()`` is one pass."""
 
-    def __init__(self, hz: Horizon, *, name: str | None = None, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self, hz: Horizon, *, name: str | None = None, notifier: Notifier | None = None, reexec: bool = False
+    ) -> None:
         self.hz = hz
+        self.reexec = reexec  # restart = stop gracefully, then exec this command again (new code)
+        self.restarting = False
         self.name = name or master_name()
         self.signals = SignalQueue()
         self.notifier = notifier or Notifier()
@@ -84,7 +89,17 @@ class MasterSupervisor:
             self.masters.forget(self.name)
             self.commands.flush(self.name)
             log.info("master %s stopped", self.name)
+        if self.restarting:
+            self.exec_again()
         return self.exit_code
+
+    def exec_again(self) -> None:
+        """Replace this process with a fresh run of the same command (same pid; new code)."""
+        argv = [sys.executable, *sys.orig_argv[1:]]
+        log.info("restarting: exec %s", " ".join(argv))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, argv)
 
     def loop(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -213,13 +228,21 @@ class MasterSupervisor:
             self.persist(force=True)
 
     def restart(self) -> None:
-        if self.working:
-            self._signal_supervisors(SIGNALS["restart"])
-
-    def terminate(self) -> None:
+        """Fresh workers: the supervisors replace theirs, or (reexec) the whole master is run again."""
         if not self.working:
             return
-        self.notifier.stopping()
+        if self.reexec:
+            self.notifier.send("RELOADING=1")
+            self.restarting = True
+            self.terminate(notify=False)
+        else:
+            self._signal_supervisors(SIGNALS["restart"])
+
+    def terminate(self, notify: bool = True) -> None:
+        if not self.working:
+            return
+        if notify:
+            self.notifier.stopping()
         self.working = False
         self.status = "terminating"
         self.masters.forget(self.name)

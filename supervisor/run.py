@@ -35,10 +35,10 @@ def warn_about_redis(hz: Horizon) -> None:
         log.warning("redis has neither AOF nor RDB snapshots: jobs are lost on a restart")
 
 
-def start_master(hz: Horizon, *, demo: bool = False) -> int:
-    """Run the master in this process until it is terminated; its exit code."""
+def start_master(hz: Horizon, *, demo: bool = False, reexec: bool = False) -> int:
+    """Run the master in this process until it is terminated; its exit code (reexec: HUP execs again)."""
     warn_about_redis(hz)
-    master = MasterSupervisor(hz)
+    master = MasterSupervisor(hz, reexec=reexec)
     if demo:
         master.maintenance.add("demo", DEMO_INTERVAL, dispatch_demo_jobs, locked=False)
     return master.run()

@@ -299,3 +299,18 @@ def test_master_notifies_systemd(hz, procs, env, config_file, config_data, tmp_p
         except TimeoutError:
             pass
         assert "STOPPING=1" in messages
+
+
+def test_hup_restarts_the_master_with_fresh_workers(hz, procs, env, config_file, config_data):
+    write_config(config_file, config_data, max_processes=1)
+    master = start(procs, env)
+    before = wait_for(lambda: worker_pids(hz), timeout=15)
+    (old_name,) = masters(hz)
+    master.send_signal(signal.SIGHUP)
+    wait_for(lambda: list(masters(hz)) not in ([], [old_name]) and worker_pids(hz), timeout=20)
+    (new,) = masters(hz).values()
+    assert new["pid"] == master.pid and new["name"] != old_name  # same process, executed again
+    assert worker_pids(hz).isdisjoint(before)
+    job_id = sample_jobs.noop.dispatch()
+    wait_for(lambda: hz.redis.hget(hz.keys.job(job_id), "status") == "completed", timeout=10)
+    assert stop(master) == 0

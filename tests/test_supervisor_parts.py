@@ -1,0 +1,114 @@
+"""Supervision parts in this process: pools with real forked children, locks, commands, sd_notify."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from horizon.repositories.supervisors import CommandQueue, Locks
+from supervisor import tuning
+from supervisor.notify import Notifier
+from supervisor.pool import ProcessPool, exit_code
+from supervisor.process import SharedState, WorkerProcess
+from tests.helpers import wait_for
+
+
+def fork_child(behaviour: str) -> WorkerProcess:
+    """A real child: 'stubborn' ignores SIGTERM, 'crash' exits 3 at once."""
+    shared = SharedState()
+    pid = os.fork()
+    if pid == 0:
+        if behaviour == "crash":
+            os._exit(3)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(60)
+        os._exit(0)
+    return WorkerProcess(pid=pid, queues=["default"], shared=shared)
+
+
+def reap(pool: ProcessPool, now: float) -> int:
+    count = 0
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return count
+        if pid == 0:
+            return count
+        count += pool.exited(pid, exit_code(status), now)
+
+
+@pytest.fixture
+def pools():
+    made: list[ProcessPool] = []
+    yield made
+    for pool in made:
+        for proc in pool.all():
+            proc.kill()
+        for proc in pool.all():
+            os.waitpid(proc.pid, 0)
+
+
+def test_scaled_down_worker_that_outlives_its_timeout_is_killed(pools):
+    pool = ProcessPool(["default"], lambda queues: fork_child("stubborn"), stop_timeout=0.5)
+    pools.append(pool)
+    pool.scale(2)
+    assert pool.size() == 2
+    now = time.time()
+    pool.scale(1, now)
+    assert pool.size() == 1 and len(pool.terminating) == 1
+    victim = pool.terminating[0].pid
+    pool.monitor(now + 0.1)
+    assert reap(pool, now) == 0  # still running: it ignores TERM
+    pool.monitor(now + 1)  # past stop_timeout: SIGKILL
+    wait_for(lambda: reap(pool, now + 1) == 1, timeout=5)
+    assert pool.terminating == [] and victim not in [p.pid for p in pool.all()]
+
+
+def test_worker_that_keeps_dying_is_restarted_with_a_cooldown(pools, monkeypatch):
+    monkeypatch.setattr(tuning, "RESTART_COOLDOWN", 5.0)
+    pool = ProcessPool(["default"], lambda queues: fork_child("crash"), stop_timeout=1)
+    pools.append(pool)
+    now = time.time()
+    pool.scale(1, now)
+    first = pool.processes[0].pid
+    wait_for(lambda: reap(pool, now) == 1, timeout=5)
+    pool.monitor(now + 1)
+    assert pool.size() == 0  # died young: waits out the cooldown
+    pool.monitor(now + 5.5)
+    assert pool.size() == 1 and pool.processes[0].pid != first
+    wait_for(lambda: reap(pool, time.time()) == 1, timeout=5)
+    assert pool.cooldown == 10.0  # doubles while it keeps dying young
+
+
+def test_commands_are_read_and_emptied_in_one_step(hz):
+    commands = CommandQueue(hz)
+    commands.push("m1", "pause")
+    commands.push("m1", "scale", {"processes": 3})
+    assert commands.pending("m1") == [("pause", {}), ("scale", {"processes": 3})]
+    assert commands.pending("m1") == []
+
+
+def test_periodic_lock_is_taken_once_per_slot(hz):
+    locks = Locks(hz)
+    assert locks.acquire_slot("maintain", 10, "a", now=1000.0) == 100
+    assert locks.acquire_slot("maintain", 10, "b", now=1005.0) is None
+    assert locks.acquire_slot("maintain", 10, "b", now=1010.0) == 101
+    assert locks.acquire_slot("snapshot", 10, "b", now=1005.0) == 100
+
+
+def test_notifier_uses_the_abstract_namespace(tmp_path):
+    name = f"@horizon-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name[1:])
+        sock.settimeout(5)
+        notifier = Notifier({"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "2000000"})
+        assert notifier.ready()
+        assert sock.recv(1024).decode().startswith("READY=1\nMAINPID=")
+        assert notifier.watchdog(now=100.0) and not notifier.watchdog(now=100.1)
+        assert sock.recv(1024) == b"WATCHDOG=1"
+    assert not Notifier({}).ready()
