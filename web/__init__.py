@@ -75,6 +75,9 @@ def create_app(
         app.register_blueprint(bp, url_prefix=base + "/api")
     app.register_blueprint(exposition.bp, url_prefix=base or None)
     _register_dashboard(app, base)
+    from web import rpc
+
+    rpc.init_app(app, base)  # JSON-RPC websocket at <web.path>/rpc
     return app
 
 

@@ -36,6 +36,9 @@ if h[1] and still_ours() then
     else
       redis.call('ZADD', K.index('completed'), score, id)
     end
+    -- per-queue completed index (jq history by queue, queue detail counts), trimmed like the global one
+    redis.call('ZADD', K.queue_index(queue, 'completed'), score, id)
+    redis.call('ZREMRANGEBYSCORE', K.queue_index(queue, 'completed'), '-inf', '(' .. cutoff(C.trim.completed))
     record_metrics(name, queue, runtime)
     redis.call('EXPIRE', jk, keep_for(C.trim.completed, index_monitored(id, h[9] or score, h[8])))
     if h[7] then update_retried_by(h[7], id, 'completed') end

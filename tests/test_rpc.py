@@ -1,0 +1,457 @@
+"""JSON-RPC over WebSocket (/horizon/rpc) through gunicorn (`horizon web`) with a real worker.
+
+One `horizon web` and one `horizon work` serve the whole module (own prefix); a real websocket
+client (the `websockets` package) talks to them. Each test uses its own queues where it can.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import yaml
+from websockets.sync.client import connect
+
+from tests.conftest import HORIZON, ROOT
+from tests.helpers import wait_for
+
+TOKEN = "rpc-test-token"
+WORK_QUEUES = "default,rpcjobs"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """The module's `horizon web` + `horizon work` processes and their settings."""
+
+    def __init__(self, url: str, base: str, prefix: str, redis_url: str) -> None:
+        self.url, self.base, self.prefix = url, base, prefix
+        self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    def key(self, *parts: str) -> str:
+        return "{" + self.prefix + "}:" + ":".join(parts)
+
+
+@pytest.fixture(scope="module")
+def server(redis_server, tmp_path_factory) -> Iterator[Server]:
+    prefix = "rpc" + uuid.uuid4().hex[:8]
+    port = free_port()
+    cfg = {
+        "prefix": prefix,
+        "redis": {"url": redis_server.url},
+        "imports": ["tests.sample_jobs"],
+        "web": {"bind": f"127.0.0.1:{port}", "auth": {"token": TOKEN}, "workers": 1},
+        "job_types": {"cli": {"enabled": True}},
+        "defaults": {"supervisor-1": {"queue": ["default", "rpcjobs"], "max_processes": 1, "timeout": 30}},
+    }
+    path = Path(tmp_path_factory.mktemp("rpc")) / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HORIZON_TEST_REDIS=redis_server.url)
+    env.pop("HORIZON_CONFIG", None)
+    env.pop("HORIZON_REDIS_URL", None)
+    procs = [
+        subprocess.Popen([*HORIZON, verb, *args, "--config", str(path)], env=env, cwd=str(ROOT),
+                         start_new_session=True)
+        for verb, args in (("web", []), ("work", ["--queue", WORK_QUEUES]))
+    ]
+    srv = Server(f"ws://127.0.0.1:{port}/horizon/rpc", f"http://127.0.0.1:{port}/horizon", prefix, redis_server.url)
+
+    def up() -> bool:
+        try:
+            with connect(srv.url, open_timeout=1) as ws:
+                ws.send('{"id":1,"method":"session.version"}')
+                return "result" in json.loads(ws.recv(timeout=2))
+        except (OSError, TimeoutError, Exception):
+            assert all(p.poll() is None for p in procs), "horizon web/work exited"
+            return False
+
+    wait_for(up, timeout=30, interval=0.2, message="horizon web did not serve /horizon/rpc")
+    yield srv
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    keys = list(srv.redis.scan_iter(match=f"{{{prefix}}}:*", count=1000))
+    if keys:
+        srv.redis.delete(*keys)
+
+
+class Client:
+    """A websocket JSON-RPC client that sets notifications aside while waiting for replies."""
+
+    def __init__(self, url: str) -> None:
+        self._connection = connect(url, open_timeout=5)
+        self.ws = self._connection.__enter__()
+        self.next_id = 0
+        self.notifications: list[dict[str, Any]] = []
+
+    def close(self) -> None:
+        self._connection.__exit__(None, None, None)
+
+    def raw(self, frame: str | bytes) -> Any:
+        self.ws.send(frame)
+        return self._reply()
+
+    def _reply(self) -> Any:
+        while True:
+            message = json.loads(self.ws.recv(timeout=10))
+            if isinstance(message, dict) and "event" in message:
+                self.notifications.append(message)
+                continue
+            return message
+
+    def request(self, method: str, params: Any = None) -> dict[str, Any]:
+        self.next_id += 1
+        message: dict[str, Any] = {"id": self.next_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        reply = self.raw(json.dumps(message))
+        assert reply["id"] == self.next_id
+        return reply
+
+    def call(self, method: str, params: Any = None) -> Any:
+        reply = self.request(method, params)
+        assert "error" not in reply, reply
+        return reply["result"]
+
+    def error(self, method: str, params: Any = None) -> dict[str, Any]:
+        reply = self.request(method, params)
+        assert "result" not in reply, reply
+        return reply["error"]
+
+    def login(self) -> dict[str, Any]:
+        return self.call("session.create", {"token": TOKEN})
+
+    def wait_event(self, predicate, timeout: float = 15) -> dict[str, Any]:
+        """The first notification (seen or arriving) matching ``predicate``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, note in enumerate(self.notifications):
+                if predicate(note):
+                    return self.notifications.pop(i)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no matching notification within {timeout}s; got {self.notifications}")
+            try:
+                self.notifications.append(json.loads(self.ws.recv(timeout=left)))
+            except TimeoutError:
+                pass
+
+
+@pytest.fixture
+def rpc(server: Server) -> Iterator[Client]:
+    client = Client(server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def session(rpc: Client) -> Client:
+    rpc.login()
+    return rpc
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+# --- sessions ------------------------------------------------------------------------------------
+def test_session_create_id_destroy_restore(server: Server) -> None:
+    first = Client(server.url)
+    assert first.call("session.version") == {"major": 1, "minor": 1}
+    assert first.call("session.namespaces") == [
+        {"namespace": "session", "authorized": True},
+        {"namespace": "jq", "authorized": False},
+    ]
+    created = first.call("session.create", {"token": TOKEN, "duration": 600})
+    assert abs(created["valid_until"] - (time.time() + 600)) < 30
+    assert server.redis.ttl(server.key("rpc", "session", created["sid"])) > 500
+    assert first.call("session.id") == created
+    assert {"namespace": "jq", "authorized": True, "licensed": True} in first.call("session.namespaces")
+    assert first.error("session.create", {"token": TOKEN})["code"] == -32000  # already has one
+    first.close()
+
+    second = Client(server.url)  # a new connection restores it (positional params)
+    assert second.call("session.restore", [created["sid"], TOKEN]) == created
+    assert second.call("jq.version") == {"major": 1, "minor": 0}
+    assert second.call("session.destroy") == "OK"
+    assert server.redis.exists(server.key("rpc", "session", created["sid"])) == 0
+    assert second.error("jq.version")["code"] == -32000
+    assert second.error("session.id")["code"] == -32000
+    bad = second.error("session.restore", {"sid": created["sid"], "token": TOKEN})
+    assert bad == {"code": -32000, "message": "invalid session id"}
+    second.close()
+
+
+def test_wrong_token_and_no_session(rpc: Client) -> None:
+    assert rpc.error("session.create", {"token": "nope"})["code"] == -32001
+    assert rpc.error("session.create")["code"] == -32001
+    assert rpc.error("session.restore", {"sid": "whatever", "token": "nope"})["code"] == -32001
+    for method in ("jq.version", "jq.get_queues", "jq.add_job", "jq.subscribe"):
+        error = rpc.error(method)
+        assert error["code"] == -32000, (method, error)
+        assert "session" in error["message"]
+
+
+def test_session_expires(server: Server, rpc: Client) -> None:
+    created = rpc.call("session.create", {"token": TOKEN, "duration": 1})
+    wait_for(lambda: not server.redis.exists(server.key("rpc", "session", created["sid"])), timeout=5)
+    assert rpc.error("jq.version")["code"] == -32000
+
+
+# --- framing and error codes ---------------------------------------------------------------------
+def test_each_error_code_and_malformed_frames(server: Server, session: Client) -> None:
+    rpc = session
+    parse = rpc.raw("{not json")
+    assert parse["id"] is None and parse["error"]["code"] == -32700
+    assert rpc.raw(b"\xff\xfe\x00")["error"]["code"] == -32700  # binary frame, not UTF-8
+    assert rpc.raw("")["error"]["code"] == -32700
+    for frame in ("42", "null", '"text"', "[]", '{"method": "session.version"}', '{"id": 1}',
+                  '{"id": [1], "method": "session.version"}', '{"id": 1, "method": 7}'):
+        reply = rpc.raw(frame)
+        assert reply["error"]["code"] == -32600, (frame, reply)
+    assert rpc.raw("[1, 2]") == [
+        {"id": None, "error": {"code": -32600, "message": "a request must be a JSON object"}},
+    ] * 2
+    assert rpc.error("coffee.make", {"sugar": "yes"}) == {
+        "code": -32601, "message": "method not found", "data": {"method": "coffee.make"}}
+    assert rpc.error("jq.get_job", {"id": 5})["code"] == -32602
+    assert "unknown param" in rpc.error("jq.get_queue", {"queue": 0, "colour": "red"})["message"]
+    assert rpc.error("jq.get_queue", "a string")["code"] == -32602
+    assert rpc.error("jq.add_queue", {})["message"] == "missing required param(s) 'name'"
+    # an internal error: the queue metadata key holds the wrong Redis type
+    meta = server.key("queue_meta")
+    saved = server.redis.dump(meta)
+    server.redis.delete(meta)
+    server.redis.set(meta, "broken")
+    try:
+        assert rpc.error("jq.get_queues") == {"code": -32603, "message": "internal error"}
+    finally:
+        server.redis.delete(meta)
+        if saved:
+            server.redis.restore(meta, 0, saved)
+    assert rpc.call("session.version") == {"major": 1, "minor": 1}  # still connected
+
+
+def test_batch(session: Client) -> None:
+    reply = session.raw(json.dumps([
+        {"id": "a", "method": "session.version"},
+        {"id": "b", "method": "jq.has_queue", "params": {"queue": "__default__"}},
+        {"id": "c", "method": "nope.nope"},
+        "junk",
+    ]))
+    assert reply == [
+        {"id": "a", "result": {"major": 1, "minor": 1}},
+        {"id": "b", "result": True},
+        {"id": "c", "error": {"code": -32601, "message": "method not found", "data": {"method": "nope.nope"}}},
+        {"id": None, "error": {"code": -32600, "message": "a request must be a JSON object"}},
+    ]
+    too_big = session.raw(json.dumps([{"id": i, "method": "session.version"} for i in range(101)]))
+    assert too_big["error"]["code"] == -32600
+
+
+# --- queues --------------------------------------------------------------------------------------
+def test_queue_methods(session: Client) -> None:
+    rpc = session
+    name = unique("feeds")
+    qid = rpc.call("jq.add_queue", {"name": name, "priority": "high", "job_defaults": {"timeout": 60}})
+    assert isinstance(qid, int) and qid > 1
+    assert rpc.error("jq.add_queue", {"name": name})["code"] == -32602  # exists
+    assert rpc.error("jq.add_queue", {"name": "x", "priority": "extreme"})["code"] == -32602
+    assert rpc.error("jq.add_queue", {"name": ""})["code"] == -32602
+    for ident in (name, {"name": name}, qid, {"id": qid}):
+        assert rpc.call("jq.has_queue", {"queue": ident}) is True
+    assert rpc.call("jq.has_queue", {"queue": "no-such-queue"}) is False
+    assert rpc.call("jq.get_queue", {"queue": name}) == {
+        "id": qid, "name": name, "jobs_count": 0, "priority": "high", "status": "running",
+        "job_defaults": {"timeout": 60}}
+    default = rpc.call("jq.get_queue")
+    assert default["default"] is True and default["name"] == "__default__" and default["id"] == 1
+    assert rpc.call("jq.get_queue", {"queue": 0})["id"] == 1
+    queues = rpc.call("jq.get_queues")
+    assert queues[0]["name"] == "__default__" and queues[0]["default"] is True
+    assert {"id": qid, "name": name, "jobs_count": 0, "priority": "high", "status": "running"} in queues
+
+    renamed = unique("news")
+    assert rpc.call("jq.update_queue", {"queue": qid, "name": renamed, "priority": "low",
+                                        "job_defaults": {"max_retry_count": 2}}) == qid
+    got = rpc.call("jq.get_queue", {"queue": renamed})
+    assert got["priority"] == "low" and got["job_defaults"] == {"timeout": 60, "max_retry_count": 2}
+    assert rpc.call("jq.has_queue", {"queue": name}) is False
+
+    assert rpc.call("jq.is_queue_suspended", {"queue": renamed}) is False
+    assert rpc.error("jq.delete_queue", {"queue": renamed})["code"] == -32602  # not suspended
+    assert rpc.call("jq.suspend_queue", {"queue": renamed}) == "OK"
+    assert rpc.call("jq.is_queue_suspended", {"queue": renamed}) is True
+    assert rpc.call("jq.get_queue", {"queue": renamed})["status"] == "suspended"
+    assert rpc.call("jq.activate_queue", {"queue": renamed}) == "OK"
+    assert rpc.call("jq.is_queue_suspended", {"queue": renamed}) is False
+    rpc.call("jq.suspend_queue", {"queue": renamed})
+    rpc.call("jq.add_job", {"queue": renamed, "type": "job", "job": "tests.noop"})
+    assert rpc.call("jq.get_queue", {"queue": renamed})["jobs_count"] == 1
+    assert rpc.call("jq.delete_queue", {"queue": renamed}) == "OK"
+    assert rpc.call("jq.has_queue", {"queue": renamed}) is False
+    assert rpc.error("jq.get_queue", {"queue": renamed})["code"] == -32602
+
+    rpc.call("jq.suspend_queue")  # the default queue when none is named
+    try:
+        assert rpc.call("jq.is_queue_suspended") is True
+        assert "default queue cannot be deleted" in rpc.error("jq.delete_queue", {"queue": 0})["message"]
+    finally:
+        rpc.call("jq.activate_queue", {"queue": "__default__"})
+
+
+def test_suspended_queue_created_suspended(session: Client) -> None:
+    name = unique("held")
+    session.call("jq.add_queue", {"name": name, "suspended": True})
+    assert session.call("jq.is_queue_suspended", {"queue": name}) is True
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+def test_add_get_update_delete_jobs(session: Client) -> None:
+    rpc = session
+    queue = unique("parked")
+    qid = rpc.call("jq.add_queue", {"name": queue, "suspended": True,
+                                    "job_defaults": {"priority": "high", "max_retry_count": 1}})
+    job = rpc.call("jq.add_job", {"queue": {"name": queue}, "type": "job", "job": "tests.add",
+                                  "args": ["k", 1, 2], "name": "adder", "timeout": 20})
+    got = rpc.call("jq.get_job", {"id": job})
+    assert got["status"] == "suspended"  # pending in a suspended queue
+    assert got["queue"] == {"id": qid, "name": queue}
+    assert got["priority"] == "high" and got["max_retry_count"] == 1 and got["timeout"] == 20
+    assert got["name"] == "adder" and got["job"] == "tests.add" and got["args"] == ["k", 1, 2]
+    assert got["type"] == "job"
+    assert abs(got["creation_time_sec"] - time.time()) < 30
+
+    http = rpc.call("jq.add_job", {"queue": queue, "type": "http", "url": "https://example.com/hook",
+                                   "http_method": "POST", "http_body_vars": {"a": 1},
+                                   "schedule": {"date_time": "+01:00:00"}})
+    got = rpc.call("jq.get_job", {"id": http})
+    assert got["status"] == "scheduled" and got["type"] == "http"
+    assert abs(got["scheduled_time_sec"] - (time.time() + 3600)) < 30
+    assert got["url"] == "https://example.com/hook" and got["http_method"] == "POST"
+    assert got["http_body_vars"] == {"a": 1}
+
+    child = rpc.call("jq.add_job", {"queue": queue, "type": "job", "job": "tests.noop", "predecessor": http})
+    assert rpc.call("jq.get_job", {"id": child})["status"] == "waiting-predecessor"
+    assert rpc.call("jq.get_job", {"id": child})["predecessor"] == http
+
+    listed = rpc.call("jq.get_jobs", {"queue": qid})
+    assert [j["id"] for j in listed] == [job, http]  # pending first, then scheduled by time
+    assert listed[0]["scheduled_time_sec"] <= listed[1]["scheduled_time_sec"]
+
+    assert rpc.call("jq.update_job", {"id": job, "schedule": {"unix_time": int(time.time()) + 7200},
+                                      "priority": "urgent", "args": ["k", 5, 5]}) == job
+    got = rpc.call("jq.get_job", {"id": job})
+    assert got["status"] == "scheduled" and got["priority"] == "urgent" and got["args"] == ["k", 5, 5]
+    assert rpc.error("jq.update_job", {"id": job, "queue": "default"})["code"] == -32602
+
+    assert rpc.call("jq.delete_job", {"id": http}) == "OK"
+    assert rpc.call("jq.get_job", {"id": http})["status"] == "deleted"
+    assert rpc.call("jq.get_job", {"id": child})["status"] == "deleted"  # cancelled with its parent
+    assert rpc.error("jq.get_job", {"id": "no-such-job"})["code"] == -32602
+    assert rpc.error("jq.add_job", {"queue": queue, "type": "http", "url": "ftp://x"})["code"] == -32602
+    assert rpc.error("jq.add_job", {"queue": queue, "type": "job", "job": "tests.noop",
+                                    "predecessor": "missing"})["code"] == -32602
+    assert rpc.error("jq.add_job", {"queue": queue, "type": "job", "job": "tests.noop",
+                                    "schedule": {"date_time": "tomorrow"}})["code"] == -32602
+    assert rpc.error("jq.add_job", {"queue": "nowhere", "type": "job", "job": "tests.noop"})["code"] == -32602
+
+
+def test_recurring_job(session: Client) -> None:
+    rpc = session
+    queue = unique("cron")
+    rpc.call("jq.add_queue", {"name": queue, "suspended": True})
+    job = rpc.call("jq.add_job", {"queue": queue, "type": "job", "job": "tests.noop", "name": unique("tick"),
+                                  "schedule": {"cron": "0 0 3 * * *"}})
+    assert job.startswith("schedule:")
+    got = rpc.call("jq.get_job", {"id": job})
+    assert got["recurring"] is True and got["schedule"] == {"cron": "0 0 3 * * *"}
+    assert got["scheduled_time_sec"] > time.time()
+    assert any(j["id"] == job and j["recurring"] for j in rpc.call("jq.get_jobs", {"queue": queue}))
+    assert rpc.call("jq.update_job", {"id": job, "schedule": {"cron": "0 */3 * * * *"}}) == job
+    assert rpc.call("jq.get_job", {"id": job})["schedule"] == {"cron": "0 */3 * * * *"}
+    assert rpc.error("jq.add_job", {"queue": queue, "type": "job", "job": "tests.noop",
+                                    "schedule": {"cron": "* * *"}})["code"] == -32602
+    assert rpc.call("jq.delete_job", {"id": job}) == "OK"
+    assert rpc.error("jq.get_job", {"id": job})["code"] == -32602
+
+
+# --- jobs that really run, history, tasks, notifications ------------------------------------------
+def test_subscription_sees_a_job_run_and_finish(server: Server, session: Client) -> None:
+    rpc = session
+    assert rpc.call("jq.subscribe", {"queue": ["rpcjobs"], "job_id": [], "task_id": []}) == "OK"
+    key = unique("sum")
+    job = rpc.call("jq.add_job", {"queue": "rpcjobs", "type": "job", "job": "tests.add", "args": [key, 2, 3]})
+    mine = lambda event, status=None: lambda n: (  # noqa: E731
+        n["event"] == event and (n["params"].get("id") == job or n["params"].get("job_id") == job)
+        and (status is None or n["params"].get("status") == status))
+    running = rpc.wait_event(mine("jq.job_status", "running"))
+    assert running["params"]["queue"]["name"] == "rpcjobs" and running["params"]["type"] == "job"
+    done = rpc.wait_event(mine("jq.task_finished"))
+    assert done["params"]["status"] == "completed" and done["params"]["id"] == job
+    assert done["params"]["completion_time_sec"] >= done["params"]["start_time_sec"]
+    rpc.wait_event(mine("jq.job_status", "completed"))
+    rpc.wait_event(mine("jq.job_finished"))
+    assert server.redis.lrange(key, 0, -1) == ["5"]
+    server.redis.delete(key)
+
+    rpc.call("jq.suspend_queue", {"queue": "rpcjobs"})
+    try:
+        note = rpc.wait_event(lambda n: n["event"] == "jq.queue_status" and n["params"]["status"] == "suspended")
+        assert note["params"]["name"] == "rpcjobs"
+    finally:
+        rpc.call("jq.activate_queue", {"queue": "rpcjobs"})
+
+    task = rpc.call("jq.get_task", {"id": job})
+    assert task["status"] == "completed" and task["job_id"] == job and task["output"] == "5"
+    history = rpc.call("jq.get_job_history", {"count": 5, "filter": {"queue": "rpcjobs", "status": "completed"}})
+    assert history[0]["id"] == job
+    assert rpc.call("jq.get_job_history", {"filter": {"job_id": job}})[0]["id"] == job
+    assert rpc.call("jq.unsubscribe") == "OK"
+
+
+def test_failed_http_and_cli_tasks(server: Server, session: Client) -> None:
+    rpc = session
+    rpc.call("jq.subscribe")  # everything
+    ok = rpc.call("jq.add_job", {"queue": "rpcjobs", "type": "http", "url": server.base + "/",
+                                 "http_query_args": {"from": "rpc"}})
+    cli = rpc.call("jq.add_job", {"queue": "rpcjobs", "type": "cli", "script": "echo 'hello rpc'"})
+    bad = rpc.call("jq.add_job", {"queue": "rpcjobs", "type": "job", "job": "tests.fail",
+                                  "args": [unique("fail")]})
+    finished = {}
+    for _ in range(3):
+        note = rpc.wait_event(lambda n: n["event"] == "jq.task_finished" and n["params"]["id"] in (ok, cli, bad))
+        finished[note["params"]["id"]] = note["params"]["status"]
+    assert finished == {ok: "completed", cli: "completed", bad: "failed-worker-error"}
+    task = rpc.call("jq.get_task", {"id": ok})
+    assert task["type"] == "http" and task["http_method"] == "GET" and task["http_query_args"] == "from=rpc"
+    assert '"status": 200' in task["output"] or '"status":200' in task["output"]
+    assert "hello rpc" in rpc.call("jq.get_task", {"id": cli})["output"]
+    assert rpc.call("jq.get_task", {"id": bad})["output"].count("boom") >= 1
+    failed = rpc.call("jq.get_job_history", {"filter": {"status": "failed"}})
+    assert bad in [t["id"] for t in failed]
+    page1 = rpc.call("jq.get_job_history", {"count": 1})
+    page2 = rpc.call("jq.get_job_history", {"count": 1, "last_id": page1[0]["id"]})
+    assert page1[0]["id"] != page2[0]["id"]
