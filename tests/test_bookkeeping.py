@@ -253,7 +253,21 @@ def test_wait_is_length_times_runtime_estimate_over_processes(hz):
     assert rows[0]["length"] == 6 and rows[0]["processes"] == 2
     assert [s["name"] for s in rows[0]["split_queues"]] == ["a", "b"]
     assert rows[1] == {"name": "emails", "length": 10, "wait": 5.0, "processes": 4, "split_queues": []}
-    assert WorkloadRepository(hz).waits()["redis:emails"] == 20.0  # no process known: as if one
+    assert WorkloadRepository(hz).waits()["redis:emails"] == 20.0  # no live supervisor: as if one process
+
+
+def test_workload_reads_processes_from_live_supervisors(hz):
+    from horizon.repositories.supervisors import SupervisorRepository
+
+    SupervisorRepository(hz).update({"name": "host-1:supervisor-1", "processes": {"redis:a,b": 2, "redis:c": 3}})
+    SupervisorRepository(hz).update({"name": "host-2:supervisor-1", "processes": {"redis:c": 1}})
+    push(hz, 1, queue="c")
+    run(hz, 1, queues=("c",), runtime=1000.0)
+    push(hz, 8, queue="c")
+    rows = {r["name"]: r for r in WorkloadRepository(hz).workload()}
+    assert set(rows) == {"a,b", "c"}
+    assert rows["c"]["processes"] == 4 and rows["c"]["wait"] == 2.0
+    assert WorkloadRepository(hz).waits() == {"redis:a": 0, "redis:b": 0, "redis:c": 2.0}
 
 
 def test_long_wait_is_logged_and_recorded_once_per_interval(hz, redis_client, caplog):

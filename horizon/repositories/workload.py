@@ -3,8 +3,9 @@
 ``length`` is the number of jobs ready now (the queue list, as Horizon's ``readyNow``; scheduled
 and reserved jobs are not waiting for a process). The wait of ``connection:queue`` is the time a
 newly pushed job would wait: length x the queue's runtime estimate / max(processes, 1). The same
-``redis:<queue>`` names are used for processes, waits and the ``waits`` thresholds. A pool serving
-several queues (``balance: false``) appears as one ``"q1,q2"`` entry with ``split_queues``.
+``redis:<queue>`` names are used for processes (by default from the live supervisors' records),
+waits and the ``waits`` thresholds. A pool serving several queues (``balance: false``) appears as
+one ``"q1,q2"`` entry with ``split_queues``.
 """
 
 from __future__ import annotations
@@ -39,9 +40,16 @@ class WorkloadRepository:
         self.metrics = MetricsRepository(hz)
 
     def _processes(self) -> dict[str, int]:
-        if self.processes_by_queue is None:
-            return {}
-        return {_queue(k): int(v) for k, v in self.processes_by_queue().items()}
+        if self.processes_by_queue is not None:
+            return {_queue(k): int(v) for k, v in self.processes_by_queue().items()}
+        # default: the live supervisors' records, a multi-queue pool kept whole as "q1,q2"
+        from horizon.repositories.supervisors import SupervisorRepository
+
+        totals: dict[str, int] = {}
+        for record in SupervisorRepository(self.hz).records():
+            for key, count in (record.get("processes") or {}).items():
+                totals[_queue(key)] = totals.get(_queue(key), 0) + int(count)
+        return totals
 
     def _groups(self, processes: dict[str, int]) -> list[str]:
         """Workload entries: every known queue, with queues of a multi-queue pool grouped as "q1,q2"."""
