@@ -20,8 +20,10 @@ in one place.
 | index:queue:<q>:<list>          | zset   | same, per queue (completed, failed)                   | trimmed by score  |
 | silenced                        | set    | job names listed as silenced instead of completed     | none              |
 | monitoring                      | set    | monitored tags                                        | none              |
-| tag:<tag>:jobs                  | zset   | jobs carrying a monitored tag, by clock stamp         | trimmed by score  |
-| tag:<tag>:failed                | zset   | failed jobs carrying a tag, by clock stamp            | trimmed by score  |
+| tag:<tag>:jobs                  | zset   | jobs carrying a monitored tag, by push stamp          | trimmed by score, |
+|                                 |        | (pending, completed, failed; deleted on unmonitor)    | trim.monitored    |
+| tag:<tag>:failed                | zset   | failed jobs carrying a tag, by clock stamp            | trimmed by score, |
+|                                 |        |                                                       | trim.failed       |
 | metrics:job:<name>              | hash   | throughput, runtime sum, failures, histogram buckets, | none              |
 | metrics:queue:<q>               | hash   | runtime estimate (never reset by snapshots)           | none              |
 | measured:jobs / measured:queues | set    | names that have metrics                               | none              |
