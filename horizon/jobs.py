@@ -173,7 +173,7 @@ class BoundJob:
         if self.opts.after or self.opts.idempotency_key is not None:
             from horizon import workflows
 
-            return workflows.create(hz, spec, idempotency_key=self.opts.idempotency_key, after=self.opts.after)[0]
+            return workflows.create(hz, spec, idempotency_key=self.opts.idempotency_key, after=self.opts.after)
         return hz.queue.push([spec])[0]
 
     def dispatch_many(self, calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]) -> list[str]:

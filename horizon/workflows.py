@@ -15,29 +15,14 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from horizon.queue import JobConflict, JobNotFound, JobSpec
+from horizon.queue import JobNotFound, JobSpec
 
 if TYPE_CHECKING:
     from horizon.context import Horizon
     from horizon.jobs import JobCall
-
-
-class IdempotencyConflict(JobConflict):
-    """The idempotency key was already used for a different job."""
-
-    def __init__(self, key: str, job_id: str) -> None:
-        super().__init__(f"idempotency key {key!r} was already used by job {job_id} with a different body")
-        self.key, self.job_id = key, job_id
-
-
-class ParentNotFound(JobNotFound):
-    """The ``after`` parent does not exist (never did, or its record was trimmed)."""
-
-
-class ParentFinished(JobConflict):
-    """The ``after`` parent failed or was cancelled: the child could never run."""
 
 
 def body_hash(spec: JobSpec) -> str:
@@ -46,46 +31,26 @@ def body_hash(spec: JobSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def create(
-    hz: Horizon,
-    spec: JobSpec,
-    *,
-    idempotency_key: str | None = None,
-    after: str | None = None,
-    digest: str | None = None,
-) -> tuple[str, bool]:
-    """Push one job with an idempotency key and/or a parent: (job id, True if newly created)."""
+def create(hz: Horizon, spec: JobSpec, *, idempotency_key: str | None = None, after: str | None = None) -> str:
+    """Push one job with an idempotency key and/or a parent; returns its id (the first one on a replay).
+
+    Raises ``IdempotencyConflict`` (same key, other job), ``ParentMissing`` or ``ParentTerminal``
+    from :mod:`horizon.repositories.queues`.
+    """
+    from horizon.repositories.queues import QueueRepository
+
     if idempotency_key is not None and not str(idempotency_key):
         raise ValueError("idempotency_key must be a non-empty string")
-    reply = hz.scripts.call(
-        "create",
-        idempotency_key or "",
-        digest or body_hash(spec),
-        hz.settings.idempotency_ttl,
-        after or "",
-        *spec.argv(),
+    created = QueueRepository(hz).create(
+        spec, idempotency_key=idempotency_key or "", body_hash=body_hash(spec), after=after or ""
     )
-    kind = reply[0]
-    if kind == "created":
-        return reply[1], True
-    if kind == "replay":
-        return reply[1], False
-    if kind == "conflict":
-        raise IdempotencyConflict(str(idempotency_key), reply[1])
-    if kind == "parent_missing":
-        raise ParentNotFound(f"after: parent job {after} does not exist")
-    if kind == "parent_terminal":
-        raise ParentFinished(f"after: parent job {after} is {reply[2]}; the child could never run")
-    raise RuntimeError(f"unexpected reply from create: {reply!r}")
+    return created.id
 
 
-def _spec(call: JobCall, hz: Horizon, **extra: Any) -> JobSpec:
-    from dataclasses import replace
-
+def _spec(call: JobCall, hz: Horizon) -> JobSpec:
     from horizon.jobs import BoundJob, DispatchOptions
 
-    spec = BoundJob(call.definition, DispatchOptions()).spec(call.args, call.kwargs, hz)
-    return replace(spec, extra={**spec.extra, **extra}) if extra else spec
+    return BoundJob(call.definition, DispatchOptions()).spec(call.args, call.kwargs, hz)
 
 
 def batch(
@@ -105,18 +70,24 @@ def batch(
     from horizon.context import current
 
     hz = hz or current()
+    members = [_spec(c, hz) for c in calls]  # payload errors raise before anything is written
+    callbacks = {role: _spec(c, hz) for role, c in (("then", then), ("catch", catch), ("finally", finally_)) if c}
+    return push_batch(hz, members, name=name, callbacks=callbacks)
+
+
+def push_batch(hz: Horizon, members: Sequence[JobSpec], *, name: str = "", callbacks: dict[str, JobSpec]) -> str:
+    """Write the batch, its waiting callbacks (then/catch/finally) and its members in one transaction."""
     bid = str(uuid.uuid4())
-    members = [_spec(c, hz, batch_id=bid) for c in calls]  # payload errors raise before any write
-    callbacks: list[Any] = []
-    for role, call in (("then", then), ("catch", catch), ("finally", finally_)):
-        if call is not None:
-            callbacks += [role, *_spec(call, hz).argv()[:-1], ""]
+    cb_args: list[Any] = []
+    for role, spec in callbacks.items():
+        if role not in ("then", "catch", "finally"):
+            raise ValueError(f"batch callbacks are then, catch and finally, not {role!r}")
+        cb_args += [role, *spec.argv()]
     pipe = hz.redis.pipeline(transaction=True)
-    hz.scripts.call("batch", bid, name, len(members), *callbacks, client=pipe)
-    if members:
-        for start in range(0, len(members), 1000):
-            chunk = members[start : start + 1000]
-            hz.scripts.call("push", len(chunk), *[a for s in chunk for a in s.argv()], client=pipe)
+    hz.scripts.call("batch", bid, name, len(members), *cb_args, client=pipe)
+    for start in range(0, len(members), 1000):
+        chunk = [replace(s, extra={**s.extra, "batch_id": bid}) for s in members[start : start + 1000]]
+        hz.scripts.call("push", len(chunk), *[a for s in chunk for a in s.argv()], client=pipe)
     pipe.execute()
     return bid
 

@@ -8,7 +8,8 @@ import uuid
 import pytest
 
 import horizon
-from horizon.workflows import IdempotencyConflict, ParentFinished, ParentNotFound, retry_batch
+from horizon.repositories.queues import IdempotencyConflict, ParentMissing, ParentTerminal
+from horizon.workflows import retry_batch
 from tests import sample_jobs
 from tests.helpers import wait_for
 
@@ -64,11 +65,11 @@ def test_cancelled_parent_cancels_its_child(hz, redis_client):
 
 
 def test_after_a_missing_or_failed_parent_is_refused(hz):
-    with pytest.raises(ParentNotFound, match="does not exist"):
+    with pytest.raises(ParentMissing, match="does not exist"):
         sample_jobs.noop.options(after=str(uuid.uuid4())).dispatch()
     parent = sample_jobs.noop.options(delay=60).dispatch()
     hz.scripts.call("cancel", parent)
-    with pytest.raises(ParentFinished, match="cancelled"):
+    with pytest.raises(ParentTerminal, match="cancelled"):
         sample_jobs.noop.options(after=parent).dispatch()
 
 
@@ -77,7 +78,7 @@ def test_idempotent_dispatch_returns_the_first_id(hz, redis_client):
     again = sample_jobs.add.options(idempotency_key="order-7").dispatch("k", 1, 2)
     assert again == first
     assert redis_client.llen(hz.keys.queue("default")) == 1
-    with pytest.raises(IdempotencyConflict, match="order-7"):
+    with pytest.raises(IdempotencyConflict, match=first):
         sample_jobs.add.options(idempotency_key="order-7").dispatch("k", 5, 5)
     ttl = redis_client.ttl(hz.keys.idempotency("order-7"))
     assert 0 < ttl <= hz.settings.idempotency_ttl

@@ -14,6 +14,8 @@ INT = {"type": "integer", "minimum": 0}
 STR = {"type": "string"}
 NULLABLE_NUM = {"type": ["number", "null"]}
 NULLABLE_STR = {"type": ["string", "null"]}
+OBJECT = {"type": "object"}
+ARRAY = {"type": "array", "items": {"type": "object"}}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -143,6 +145,32 @@ SCHEMAS: dict[str, Any] = {
             "retry_of": NULLABLE_STR,
             "progress": NULLABLE_NUM,
             "index": NULLABLE_NUM,
+        },
+    },
+    "BatchCreate": {
+        "type": "object",
+        "required": ["jobs"],
+        "properties": {
+            "jobs": {"type": "array", "items": {"type": "object"}},
+            "name": STR,
+            "then": {"type": "object"},
+            "catch": {"type": "object"},
+            "finally": {"type": "object"},
+        },
+    },
+    "Schedule": {
+        "type": "object",
+        "required": ["name", "job"],
+        "properties": {
+            "name": STR,
+            "job": STR,
+            "cron": {"type": "string", "description": "5 fields, or 6 with seconds first"},
+            "every": {"type": "number", "exclusiveMinimum": 0},
+            "args": {"type": "array"},
+            "kwargs": {"type": "object"},
+            "queue": STR,
+            "timezone": STR,
+            "missed": {"enum": ["skip", "run_once"]},
         },
     },
     "JobPage": {
@@ -382,6 +410,36 @@ PATHS: dict[str, Any] = {
         )
     },
     "/queues/{name}/events": {"get": _op("Event stream of one queue", SSE, parameters=[*QUEUE, LAST_EVENT_ID])},
+    "/batches": {
+        "get": _op(
+            "Batches, newest first (before_id: the last batch shown)",
+            {"200": _json({"type": "object", "required": ["batches"], "properties": {"batches": ARRAY}})},
+            parameters=[{"name": "before_id", "in": "query", "schema": STR}],
+        ),
+        "post": _op(
+            "Dispatch jobs as a batch with optional then/catch/finally jobs",
+            {"201": _json(OBJECT, "The batch")},
+            requestBody={"required": True, "content": {"application/json": {"schema": _ref("BatchCreate")}}},
+        ),
+    },
+    "/batches/{batch_id}": {
+        "get": _op("One batch and its failed jobs", {"200": _json(OBJECT)}, parameters=[_path_param("batch_id")])
+    },
+    "/batches/retry/{batch_id}": {
+        "post": _op("Retry a batch's failed jobs", {"200": _json(OBJECT)}, parameters=[_path_param("batch_id")])
+    },
+    "/schedules": {
+        "get": _op("Every recurring schedule (config and API)", {"200": _json({"type": "array", "items": OBJECT})}),
+        "post": _op(
+            "Create a recurring schedule",
+            {"201": _json(OBJECT, "The schedule")},
+            requestBody={"required": True, "content": {"application/json": {"schema": _ref("Schedule")}}},
+        ),
+    },
+    "/schedules/{name}": {
+        "get": _op("One schedule", {"200": _json(OBJECT)}, parameters=[_path_param("name")]),
+        "delete": _op("Delete an API-created schedule", {"204": NO_CONTENT}, parameters=[_path_param("name")]),
+    },
     "/openapi.json": {
         "get": _op("This document", {"200": _json({"type": "object", "required": ["openapi", "paths"]})})
     },

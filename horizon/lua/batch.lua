@@ -17,6 +17,9 @@ while i <= #ARGV do
     'timeout', ARGV[i + 7], 'backoff', ARGV[i + 8], 'pushed_at', ftime(NOW), 'index', score,
     'waiting_batch', bid)
   if ARGV[i + 9] ~= '' then redis.call('HSET', jk, 'available_at', ARGV[i + 9]) end
+  if ARGV[i + 10] ~= '' then
+    for k, v in pairs(cjson.decode(ARGV[i + 10])) do redis.call('HSET', jk, k, tostring(v)) end
+  end
   redis.call('HSET', bk, role .. '_id', id)
   redis.call('SADD', K.queues(), queue)
   redis.call('ZADD', K.index('recent'), score, id)

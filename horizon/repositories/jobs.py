@@ -68,7 +68,9 @@ def job_object(h: dict[str, str], index: float | None) -> dict[str, Any]:
         "progress": _float(h.get("progress")),
         "index": index,
         "runtime": _float(h.get("runtime")),
-        "output": h.get("output") or None,
+        "output": _json(h.get("output")),
+        "after": h.get("after") or None,
+        "batch_id": h.get("batch_id") or h.get("waiting_batch") or None,
         "tries": _int(h.get("tries"), 1),
         "timeout": _float(h.get("timeout")),
         "available_at": _float(h.get("available_at")),
@@ -137,11 +139,14 @@ class JobRepository:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.job(job_id))
         pipe.zscore(self.keys.index("recent"), job_id)
-        h, score = pipe.execute()
+        pipe.smembers(self.keys.children(job_id))
+        h, score, children = pipe.execute()
         if not h:
             return None
         h.setdefault("id", job_id)
-        return job_object(h, None if score is None else _score(score))
+        job = job_object(h, None if score is None else _score(score))
+        job["children"] = sorted(children)
+        return job
 
     def forget(self, job_id: str) -> bool:
         """Delete one failed job and every index entry naming it; False if unknown or not failed."""

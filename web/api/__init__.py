@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from web.api import docs, events, jobs, masters, metrics, monitoring, queues, stats, workload
+from web.api import batches, docs, events, jobs, masters, metrics, monitoring, queues, schedules, stats, workload
 
 BLUEPRINTS = (
     stats.bp,
@@ -13,6 +13,8 @@ BLUEPRINTS = (
     jobs.bp,
     queues.bp,
     events.bp,
+    batches.bp,
+    schedules.bp,
     docs.bp,
 )
 
