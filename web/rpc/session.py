@@ -43,8 +43,9 @@ class Connection:
 
 
 def _check_token(conn: Connection, token: Any) -> None:
-    expected = conn.hz.settings.web.auth.token
-    if not expected:
+    auth = conn.hz.settings.web.auth
+    expected = auth.token
+    if not expected or auth.disabled:
         return
     if not isinstance(token, str) or not hmac.compare_digest(token.encode(), expected.encode()):
         raise RpcError(AUTHENTICATION_FAILED, "authentication failed: wrong or missing token")

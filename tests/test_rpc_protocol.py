@@ -1,0 +1,135 @@
+"""Pure parts of the JSON-RPC websocket: framing, param binding, jq schedules, status mapping."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from web.rpc import jq_model
+from web.rpc.jq_schedule import Schedule, parse_schedule
+from web.rpc.protocol import Dispatcher, RpcError
+
+NOW = 1_700_000_000.0
+
+
+def echo(ctx, *, a, b=2):
+    return {"a": a, "b": b}
+
+
+def open_ended(ctx, **params):
+    return params
+
+
+def boom(ctx):
+    raise RuntimeError("secret detail")
+
+
+def refuse(ctx):
+    raise RpcError(-32000, "invalid session")
+
+
+@pytest.fixture
+def dispatcher() -> Dispatcher:
+    d = Dispatcher()
+    for name, fn in {"t.echo": echo, "t.open": open_ended, "t.boom": boom, "t.refuse": refuse}.items():
+        d.add(name, fn)
+    return d
+
+
+def reply(d: Dispatcher, frame: str | bytes):
+    return json.loads(d.handle_frame(frame, None))
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        ('{"id": 1, "method": "t.echo", "params": [5]}', {"id": 1, "result": {"a": 5, "b": 2}}),
+        ('{"id": "x", "method": "t.echo", "params": {"a": 1, "b": 3}}', {"id": "x", "result": {"a": 1, "b": 3}}),
+        ('{"id": 2, "method": "t.open", "params": {"z": 1}}', {"id": 2, "result": {"z": 1}}),
+        ('{"id": 3, "method": "t.refuse"}', {"id": 3, "error": {"code": -32000, "message": "invalid session"}}),
+        ('{"id": 4, "method": "t.boom"}', {"id": 4, "error": {"code": -32603, "message": "internal error"}}),
+        ('{"id": 5, "method": "t.none"}',
+         {"id": 5, "error": {"code": -32601, "message": "method not found", "data": {"method": "t.none"}}}),
+    ],
+)
+def test_requests(dispatcher: Dispatcher, frame: str, expected: dict) -> None:
+    assert reply(dispatcher, frame) == expected
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{", -32700),
+        (b"\xff", -32700),
+        ("", -32700),
+        ("[]", -32600),
+        ("3", -32600),
+        ('{"method": "t.echo"}', -32600),
+        ('{"id": true, "method": "t.echo"}', -32600),
+        ('{"id": 1, "method": ""}', -32600),
+        ('{"id": 1, "method": "t.echo", "extra": 1}', -32600),
+        ('{"id": 1, "method": "t.echo"}', -32602),
+        ('{"id": 1, "method": "t.echo", "params": [1, 2, 3]}', -32602),
+        ('{"id": 1, "method": "t.echo", "params": {"a": 1, "c": 1}}', -32602),
+        ('{"id": 1, "method": "t.echo", "params": "a"}', -32602),
+        ('{"id": 1, "method": "t.open", "params": [1]}', -32602),
+    ],
+)
+def test_errors(dispatcher: Dispatcher, frame: str, code: int) -> None:
+    assert reply(dispatcher, frame)["error"]["code"] == code
+
+
+def test_batch_answers_each_in_place(dispatcher: Dispatcher) -> None:
+    out = reply(dispatcher, '[{"id": 1, "method": "t.echo", "params": [1]}, 7, {"id": 2, "method": "t.x"}]')
+    assert [r.get("id") for r in out] == [1, None, 2]
+    assert [r.get("error", {}).get("code") for r in out] == [None, -32600, -32601]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        (None, Schedule()),
+        ({"unix_time": 1_700_000_100}, Schedule(run_at=1_700_000_100.0)),
+        ({"date_time": "+02:00"}, Schedule(run_at=NOW + 120)),
+        ({"date_time": "+05"}, Schedule(run_at=NOW + 5)),
+        ({"date_time": "+01:00:00"}, Schedule(run_at=NOW + 3600)),
+        ({"date_time": "2023-04-30T13:20:00Z"}, Schedule(run_at=1682860800.0)),
+        ({"date_time": "2023-04-30T16:20:00+03:00"}, Schedule(run_at=1682860800.0)),
+        ({"cron": "0  */3 * * * *"}, Schedule(cron="0 */3 * * * *")),
+    ],
+)
+def test_schedules(schedule, expected) -> None:
+    assert parse_schedule(schedule, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [{"unix_time": "soon"}, {"unix_time": True}, {"date_time": "tomorrow"}, {"date_time": 5},
+     {"cron": "* * * * *"}, {"every": 5}, {}, {"unix_time": 1, "cron": "* * * * * *"}, [1],
+     {"unix_time": NOW + 20 * 366 * 86400}],
+)
+def test_bad_schedules_name_the_problem(schedule) -> None:
+    with pytest.raises(RpcError) as info:
+        parse_schedule(schedule, NOW)
+    assert info.value.code == -32602 and "schedule" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("h", "kwargs", "status"),
+    [
+        ({"status": "pending"}, {}, "scheduled"),
+        ({"status": "pending"}, {"paused": True}, "suspended"),
+        ({"status": "scheduled"}, {}, "scheduled"),
+        ({"status": "scheduled", "after": "p"}, {"parent_status": "reserved"}, "waiting-predecessor"),
+        ({"status": "scheduled", "after": "p"}, {"parent_status": "completed"}, "scheduled"),
+        ({"status": "reserved"}, {}, "running"),
+        ({"status": "completed"}, {}, "completed"),
+        ({"status": "failed", "exception": '{"class": "ValueError"}'}, {}, "failed-worker-error"),
+        ({"status": "failed", "exception": '{"class": "JobTimeout"}'}, {}, "timeout"),
+        ({"status": "cancelled"}, {}, "deleted"),
+        ({"status": "odd"}, {}, "unknown"),
+    ],
+)
+def test_job_status_values(h, kwargs, status) -> None:
+    assert jq_model.job_status(h, **kwargs) == status
