@@ -67,7 +67,7 @@ def create_app(
         HORIZON_SSE_LIFETIME=SSE_LIFETIME,
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
-    app.extensions["horizon"] = Services(hz)
+    app.extensions["horizon"] = Services(hz, settings)
     base = "" if mounted else settings.web.path.rstrip("/")
     errors.register(app)
     access.register(app)

@@ -29,9 +29,9 @@ def _load(module: str, name: str) -> Any:
 class Services:
     """Settings, the Horizon context and the repositories built from it."""
 
-    def __init__(self, hz: Horizon) -> None:
+    def __init__(self, hz: Horizon, settings: Settings | None = None) -> None:
         self.hz = hz
-        self.settings: Settings = hz.settings
+        self.settings: Settings = settings or hz.settings
 
     @cached_property
     def jobs(self) -> Any:
