@@ -39,6 +39,13 @@ in one place.
 | ratelimit:<q>                   | zset   | recent start times for a rate-limited queue           | window            |
 | ratelimits                      | hash   | queue -> "jobs:per" limits                            | none              |
 | wait_alert:<connection:queue>   | string | rate-limit marker for long-wait alerts                | alert interval    |
+| schedules                       | hash   | API-created schedules: name -> JSON entry             | none              |
+| schedule:<name>:fired           | string | last time a schedule was considered (unix s, forward) | none              |
+| lock:schedule:<name>:<time>     | string | one occurrence's dispatch lock (SET NX PX)            | 120 s             |
+| batch:<id>                      | hash   | batch counts, failed ids, then/catch/finally job ids  | trim.failed after |
+|                                 |        |                                                       | it finishes       |
+| batches                         | zset   | batch ids by creation clock stamp                     | trimmed by score  |
+| job:<id>:children               | set    | continuations waiting for (or released by) the job    | with the parent   |
 """
 
 from __future__ import annotations
