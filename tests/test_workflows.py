@@ -129,3 +129,13 @@ def test_batch_with_a_failure_runs_catch_and_finally_then_retries(hz, procs, red
     wait_for(lambda: redis_client.hget(bk, "failed_jobs") == "1")
     worker.terminate()
     redis_client.delete(log)
+
+
+def test_cancelled_batch_member_counts_as_failed_and_finishes_the_batch(hz, redis_client):
+    log = key()
+    bid = horizon.batch([sample_jobs.record.call(log, 1)], finally_=sample_jobs.record.call(log, "finally"))
+    member = redis_client.lrange(hz.keys.queue("default"), 0, -1)[0]
+    hz.scripts.call("cancel", member)
+    b = redis_client.hgetall(hz.keys.batch(bid))
+    assert (b["pending_jobs"], b["failed_jobs"]) == ("0", "1") and b["finished_at"]
+    assert status(hz, b["finally_id"]) == "pending"

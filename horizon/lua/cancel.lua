@@ -21,6 +21,8 @@ while #todo > 0 do
     redis.call('EXPIRE', jk, C.trim.completed)
     if h[5] then update_retried_by(h[5], cid, 'cancelled') end
     event('job:cancelled', cid, h[2], h[3], 'cancelled', cid ~= id and {parent = h[4]} or nil)
+    local bid = redis.call('HGET', jk, 'batch_id')
+    if bid then batch_member_done(bid, cid, false) end  -- a cancelled member counts as failed
     n = n + 1
     for _, child in ipairs(redis.call('SMEMBERS', K.children(cid))) do todo[#todo + 1] = child end
     redis.call('DEL', K.children(cid))
