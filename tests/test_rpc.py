@@ -407,6 +407,7 @@ def test_subscription_sees_a_job_run_and_finish(server: Server, session: Client)
     mine = lambda event, status=None: lambda n: (  # noqa: E731
         n["event"] == event and (n["params"].get("id") == job or n["params"].get("job_id") == job)
         and (status is None or n["params"].get("status") == status))
+    rpc.wait_event(mine("jq.job_status", "scheduled"))  # added
     running = rpc.wait_event(mine("jq.job_status", "running"))
     assert running["params"]["queue"]["name"] == "rpcjobs" and running["params"]["type"] == "job"
     done = rpc.wait_event(mine("jq.task_finished"))

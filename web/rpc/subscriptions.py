@@ -110,6 +110,8 @@ class Subscription:
         h = self.tasks.record(job_id) if job_id else None
         if h is None:
             h = {"id": job_id, "queue": queue, "name": data.get("name", ""), "status": data.get("status", "")}
+        if data.get("status"):  # the status this event announced, not the job's status by now
+            h = {**h, "status": data["status"]}
         ref = self._ref(queue)
         if self.filter.job_events:
             status = "deleted" if event in DELETED else jq_model.job_status(h, paused=self.tasks.paused(queue))
