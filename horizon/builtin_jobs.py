@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from horizon.jobs import job
+from horizon.jobs import FailForGood, job
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ class CliJobError(RuntimeError):
     """The command could not start or exited with a non-zero code."""
 
 
-class CliDisabled(PermissionError):
-    """cli jobs are off unless ``job_types.cli.enabled`` is true."""
+class CliDisabled(FailForGood, PermissionError):
+    """cli jobs are off unless ``job_types.cli.enabled`` is true (never retried)."""
 
 
 def _excerpt(data: bytes) -> str:

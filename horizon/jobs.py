@@ -33,6 +33,10 @@ class UnknownJob(LookupError):
     """No job is registered under that name."""
 
 
+class FailForGood(Exception):
+    """Raised by a job that must not be retried: it fails at once whatever tries are left."""
+
+
 def lookup(name: str) -> JobDefinition:
     try:
         return REGISTRY[name]

@@ -221,7 +221,7 @@ class Worker:
                 result = definition.fn(*args, **kwargs)
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-        except jobs.UnknownJob as exc:
+        except (jobs.UnknownJob, jobs.FailForGood) as exc:
             log.error("job %s: %s", job.id, exc)
             return "failed_final", exception_detail(exc), self._elapsed(start)
         except _Interrupt:

@@ -77,12 +77,13 @@ def test_cli_job_refused_while_disabled(hz, client, procs, redis_client):
     from horizon import builtin_jobs
 
     marker = f"/tmp/horizon-cli-{uuid.uuid4().hex}"
-    job_id = builtin_jobs.cli.dispatch(argv=["touch", marker])
+    job_id = builtin_jobs.cli.options(tries=3).dispatch(argv=["touch", marker])
     procs.horizon("work")
     wait_for(lambda: status(hz, job_id) == "failed", timeout=20)
     exc = json.loads(redis_client.hget(hz.keys.job(job_id), "exception"))
     assert exc["class"] == "horizon.builtin_jobs.CliDisabled"
     assert "job_types.cli.enabled" in exc["message"]
+    assert redis_client.hget(hz.keys.job(job_id), "attempts") == "1"  # refused for good, not retried
     import os
 
     assert not os.path.exists(marker)
