@@ -10,4 +10,5 @@ changes of jobs go through the Lua scripts of ``horizon.queue``.
 - ``workload``    WorkloadRepository: queue lengths, waits, processes per queue
 - ``supervisors`` MasterRepository / SupervisorRepository / CommandQueue: heartbeats and commands
 - ``queues``      QueueRepository: queue list/detail and queue control (pause, resume, drain, ...)
+- ``batches``     BatchRepository: batches in Horizon's shape (schedules: ``horizon.schedules``)
 """
