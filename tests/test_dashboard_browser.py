@@ -74,6 +74,13 @@ class World:
         return result
 
 
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "horizon.cli", *args, "--config", str(self.config)],
+            env=self.env, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+
 class Server:
     """A Flask app served by werkzeug in a thread on a free loopback port."""
 
@@ -232,7 +239,30 @@ def test_dashboard_figures_match_the_api(page: Page, server: Server, world: Worl
     assert shown == [q["name"] for q in workload] and "default" in shown
     later = pg.locator("[data-queue=later] td").all_inner_texts()
     assert later[2].strip() == str(next(q["length"] for q in workload if q["name"] == "later"))
-    page.shot(world, "dashboard")
+    page.shot(world, "dashboard-no-master")
+    # a real master supervisor: its supervisors and processes per queue appear
+    master = world.popen("start")
+    try:
+        def with_processes() -> dict:
+            masters = server.api("masters")
+            ok = masters and all(s.get("processes") and any(s["processes"].values())
+                                 for m in masters.values() for s in m["supervisors"] or [{}])
+            return masters if ok else {}
+
+        name, record = next(iter(wait_for(with_processes, timeout=20, interval=0.2).items()))
+        page.goto("/horizon")
+        page.ready("/")
+        supervisor = record["supervisors"][0]
+        panel = pg.locator(f"[data-master='{name}']")
+        assert supervisor["name"] in panel.inner_text()
+        for queue, count in supervisor["processes"].items():
+            assert f"{queue}: {count}" in panel.locator(".proc-list").first.inner_text()
+        assert _text(pg, "[data-stat=status] .card-value") == server.api("stats")["status"] == "running"
+        pg.locator(f"[data-master='{name}'] details.workers summary").first.click()
+        page.shot(world, "dashboard")
+    finally:
+        master.terminate()
+        master.wait(timeout=30)
 
 
 def test_every_page_renders_and_is_screenshotted(page: Page, world: World, server: Server) -> None:
@@ -256,6 +286,13 @@ def test_every_page_renders_and_is_screenshotted(page: Page, world: World, serve
     page.ready("/metrics/jobs/tests.add")
     assert pg.evaluate("typeof window.Chart") == "function"
     assert pg.locator("[data-chart=throughput] canvas").evaluate("c => c.width > 0 && !!window.Chart.getChart(c)")
+    from horizon.context import current
+    from horizon.repositories.metrics import MetricsRepository
+
+    expected = MetricsRepository(current()).percentiles("job", "tests.add")
+    for key in ("p50", "p95", "p99"):
+        shown = _text(pg, f"[data-stat={key}] .card-value")
+        assert float(shown.removesuffix(" ms").replace(",", "")) == pytest.approx(expected[key], abs=0.01), key
     recent = server.api("jobs/recent")
     page.goto("/horizon/jobs/recent")
     page.ready("/jobs/recent")
@@ -265,7 +302,9 @@ def test_every_page_renders_and_is_screenshotted(page: Page, world: World, serve
 def test_phone_width_and_dark_mode(browser, server: Server, world: World) -> None:
     p = Page(browser, server.url, viewport={"width": 390, "height": 844}, color_scheme="dark", is_mobile=True)
     try:
-        for name, rel in [("dashboard", "/"), ("jobs-failed", "/jobs/failed"), ("job-detail", f"/failed/{world.ids['failed'][0]}")]:
+        failed = f"/failed/{world.ids['failed'][0]}"
+        pages = [("dashboard", "/"), ("jobs-failed", "/jobs/failed"), ("job-detail", failed)]
+        for name, rel in pages:
             p.goto("/horizon" + rel)
             p.ready(rel)
             p.shot(world, f"phone-dark-{name}")

@@ -98,7 +98,7 @@ function refreshSoon(delay = 400) {
 function schedulePolling() {
   clearInterval(pollTimer);
   // polling is the fallback when the stream is down; while live, a slow refresh keeps waits and counts fresh
-  pollTimer = setInterval(() => refreshSoon(0), liveState() === 'live' ? 15000 : 3000);
+  pollTimer = setInterval(() => refreshSoon(0), liveState() === 'live' ? 5000 : 3000);
 }
 
 function onLinkClick(ev) {

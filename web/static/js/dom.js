@@ -60,6 +60,7 @@ export function fmtDuration(seconds) {
   if (seconds === undefined || seconds === null || seconds === '') return '–';
   const s = Number(seconds);
   if (!Number.isFinite(s)) return String(seconds);
+  if (s === 0) return '0 s';
   if (s < 1) return `${fmtNumber(s * 1000, 1)} ms`;
   if (s < 60) return `${fmtNumber(s, 2)} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;

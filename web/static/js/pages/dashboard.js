@@ -10,6 +10,13 @@ function card(key, label, value, extra) {
     extra ? h('div', {class: 'card-extra muted'}, extra) : null);
 }
 
+function fmtMinutes(minutes) {
+  const m = Number(minutes);
+  if (m >= 1440 && m % 1440 === 0) return `${m / 1440} day${m === 1440 ? '' : 's'}`;
+  if (m >= 60 && m % 60 === 0) return `${m / 60} hour${m === 60 ? '' : 's'}`;
+  return `${fmtNumber(m)} min`;
+}
+
 function maxWait(wait) {
   const entries = Object.entries(wait || {});
   if (!entries.length) return [null, null];
@@ -22,8 +29,8 @@ function statsCards(stats) {
   return h('div', {class: 'cards'},
     card('status', 'Status', statusBadge(stats.status), stats.pausedMasters ? `${stats.pausedMasters} paused master(s)` : null),
     card('jobsPerMinute', 'Jobs per minute', fmtNumber(stats.jobsPerMinute, 1)),
-    card('recentJobs', 'Jobs past hour', fmtNumber(stats.recentJobs), periods.recentJobs ? `last ${periods.recentJobs} min` : null),
-    card('failedJobs', 'Failed jobs', fmtNumber(stats.failedJobs ?? stats.recentlyFailed), periods.failedJobs ? `last ${fmtNumber(periods.failedJobs / 60)} h` : null),
+    card('recentJobs', 'Recent jobs', fmtNumber(stats.recentJobs), periods.recentJobs ? `past ${fmtMinutes(periods.recentJobs)}` : null),
+    card('failedJobs', 'Failed jobs', fmtNumber(stats.failedJobs ?? stats.recentlyFailed), periods.failedJobs ? `past ${fmtMinutes(periods.failedJobs)}` : null),
     card('processes', 'Processes', fmtNumber(stats.processes)),
     card('maxWait', 'Max wait', waitSeconds === null ? '–' : fmtDuration(waitSeconds), waitQueue),
     card('queueWithMaxRuntime', 'Max runtime', stats.queueWithMaxRuntime || '–'),

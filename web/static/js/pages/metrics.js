@@ -1,7 +1,7 @@
 // Metrics page: per job / per queue throughput and runtime over the snapshots (Chart.js, vendored),
 // and runtime percentiles.
 
-import {api, pageUrl, seg} from '../api.js';
+import {api, authHeaders, config, pageUrl, seg} from '../api.js';
 import {fmtNumber, fmtTime, h, mount, table} from '../dom.js';
 
 const charts = new Set();
@@ -43,6 +43,61 @@ function percentiles(s) {
   return {p50: pick('p50'), p95: pick('p95'), p99: pick('p99')};
 }
 
+// Runtime percentiles: the API's fields when it has them, else computed from the runtime histogram
+// of the Prometheus exposition at <path>/metrics (cumulative since metrics began), interpolated
+// linearly inside a bucket as horizon.repositories.metrics.percentile does.
+const HISTOGRAM = {jobs: ['horizon_job_runtime_seconds_bucket', 'job'], queues: ['horizon_queue_runtime_seconds_bucket', 'queue']};
+
+function unescapeLabel(v) {
+  return v.replace(/\\(.)/g, (_, c) => (c === 'n' ? '\n' : c));
+}
+
+/** [[upper bound seconds, cumulative count], ...] for one name, +Inf last; [] when absent. */
+export function histogramFromExposition(text, type, name) {
+  const [metric, label] = HISTOGRAM[type];
+  const rows = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${metric}{`)) continue;
+    const close = line.lastIndexOf('}');
+    const labels = {};
+    for (const m of line.slice(metric.length + 1, close).matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[m[1]] = unescapeLabel(m[2]);
+    if (labels[label] !== name) continue;
+    rows.push([labels.le === '+Inf' ? Infinity : Number(labels.le), Number(line.slice(close + 1).trim())]);
+  }
+  return rows.sort((a, b) => a[0] - b[0]);
+}
+
+export function quantile(rows, q) {
+  if (!rows.length) return null;
+  const total = rows[rows.length - 1][1];
+  if (!total) return 0;
+  const finite = rows.filter((r) => Number.isFinite(r[0]));
+  const rank = q * total;
+  let previous = 0;
+  for (let i = 0; i < rows.length; i++) {
+    const count = rows[i][1] - previous;
+    if (count && previous + count >= rank) {
+      if (!Number.isFinite(rows[i][0])) return finite[finite.length - 1][0];
+      const lower = i ? rows[i - 1][0] : 0;
+      return lower + (rows[i][0] - lower) * Math.max(rank - previous, 0) / count;
+    }
+    previous = rows[i][1];
+  }
+  return finite.length ? finite[finite.length - 1][0] : null;
+}
+
+async function exposedPercentiles(type, name) {
+  try {
+    const response = await fetch(`${config.path}/metrics`, {headers: {Accept: 'text/plain', ...authHeaders()}, cache: 'no-store'});
+    if (!response.ok) return {};
+    const rows = histogramFromExposition(await response.text(), type, name);
+    if (!rows.length) return {};
+    return {p50: quantile(rows, 0.5), p95: quantile(rows, 0.95), p99: quantile(rows, 0.99)};
+  } catch {
+    return {};
+  }
+}
+
 const ms = (seconds) => (seconds === undefined || seconds === null ? null : Number(seconds) * 1000);
 
 function chartBox(title, key) {
@@ -76,14 +131,15 @@ export default function metricsPage(main, {type = 'jobs', name} = {}) {
     const [throughputBox, throughputCanvas] = chartBox('Throughput (jobs per snapshot)', 'throughput');
     const [runtimeBox, runtimeCanvas] = chartBox('Runtime (ms)', 'runtime');
     const last = snaps[snaps.length - 1] || {};
-    const pct = percentiles(last);
+    let pct = percentiles(last);
+    if (pct.p50 == null) pct = await exposedPercentiles(type, name);
     mount(detail,
       h('h2', {class: 'metric-title'}, name),
       snaps.length ? null : h('p', {class: 'empty'}, 'No snapshot yet: one is taken every snapshot interval (or run `horizon snapshot`).'),
       h('div', {class: 'cards'},
-        h('div', {class: 'card', 'data-stat': 'p50'}, h('div', {class: 'card-label'}, 'p50 runtime'), h('div', {class: 'card-value'}, pct.p50 == null ? '–' : `${fmtNumber(ms(pct.p50), 1)} ms`)),
-        h('div', {class: 'card', 'data-stat': 'p95'}, h('div', {class: 'card-label'}, 'p95 runtime'), h('div', {class: 'card-value'}, pct.p95 == null ? '–' : `${fmtNumber(ms(pct.p95), 1)} ms`)),
-        h('div', {class: 'card', 'data-stat': 'p99'}, h('div', {class: 'card-label'}, 'p99 runtime'), h('div', {class: 'card-value'}, pct.p99 == null ? '–' : `${fmtNumber(ms(pct.p99), 1)} ms`))),
+        h('div', {class: 'card', 'data-stat': 'p50'}, h('div', {class: 'card-label'}, 'p50 runtime'), h('div', {class: 'card-value'}, pct.p50 == null ? '–' : `${fmtNumber(ms(pct.p50), 2)} ms`), h('div', {class: 'card-extra muted'}, 'all jobs measured')),
+        h('div', {class: 'card', 'data-stat': 'p95'}, h('div', {class: 'card-label'}, 'p95 runtime'), h('div', {class: 'card-value'}, pct.p95 == null ? '–' : `${fmtNumber(ms(pct.p95), 2)} ms`), h('div', {class: 'card-extra muted'}, 'all jobs measured')),
+        h('div', {class: 'card', 'data-stat': 'p99'}, h('div', {class: 'card-label'}, 'p99 runtime'), h('div', {class: 'card-value'}, pct.p99 == null ? '–' : `${fmtNumber(ms(pct.p99), 2)} ms`), h('div', {class: 'card-extra muted'}, 'all jobs measured'))),
       h('div', {class: 'charts'}, throughputBox, runtimeBox),
       h('details', {class: 'panel'}, h('summary', {}, `${snaps.length} snapshot${snaps.length === 1 ? '' : 's'}`),
         table([
