@@ -175,9 +175,10 @@ class MasterSupervisor:
         if now - self.last_memory_check < MEMORY_CHECK:
             return
         self.last_memory_check = now
-        rss, limit = psutil.Process().memory_info().rss / 2**20, self.hz.settings.memory_limit
-        if rss > limit:
-            log.error("master memory %.1f MB is over memory_limit %d MB; terminating", rss, limit)
+        # USS: pages shared copy-on-write with the supervisors and workers (the imports) do not count
+        uss, limit = psutil.Process().memory_full_info().uss / 2**20, self.hz.settings.memory_limit
+        if uss > limit:
+            log.error("master memory %.1f MB is over memory_limit %d MB; terminating", uss, limit)
             self.exit_code = EXIT_MEMORY
             self.terminate()
 
