@@ -29,6 +29,23 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 ERROR = {"default": _json(_ref("Error"), "An error (envelope)")}
 NO_CONTENT = {"description": "Done; no content"}
 
+COMMON_JOB_FIELDS: dict[str, Any] = {
+    "queue": {"type": "string", "minLength": 1, "maxLength": 100},
+    "delay": {"type": "number", "minimum": 0, "maximum": 31622400},
+    "run_at": {"type": "string", "format": "date-time"},
+    "tries": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+    "backoff": {
+        "oneOf": [
+            {"type": "number", "minimum": 0, "maximum": 604800},
+            {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "number", "minimum": 0}},
+        ]
+    },
+    "tags": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 50},
+    "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200},
+    "after": {"type": "string", "minLength": 1, "maxLength": 100, "description": "parent job id"},
+}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -204,26 +221,34 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "NewJob": {
-        "type": "object",
-        "description": 'Exactly one of "name" (a registered job) or "type" (with its "http"/"cli" spec).',
-        "additionalProperties": False,
-        "properties": {
-            "name": {"type": "string", "minLength": 1},
-            "type": {"enum": ["http", "cli"]},
-            "http": _ref("HttpSpec"),
-            "cli": _ref("CliSpec"),
-            "args": {"type": "array"},
-            "kwargs": {"type": "object"},
-            "queue": {"type": "string", "minLength": 1, "maxLength": 100},
-            "delay": {"type": "number", "minimum": 0},
-            "run_at": {"type": "string", "format": "date-time"},
-            "tries": {"type": "integer", "minimum": 1, "maximum": 1000},
-            "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
-            "backoff": {"oneOf": [{"type": "number", "minimum": 0}, {"type": "array", "items": NUM}]},
-            "tags": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 50},
-            "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200},
-            "after": {"type": "string", "minLength": 1, "maxLength": 100, "description": "parent job id"},
-        },
+        "description": 'A registered job by "name" (with args/kwargs), or type "http"/"cli" with its spec. '
+        "A name that is not registered, or an unknown parent in after, is 422.",
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "args": {"type": "array"},
+                    "kwargs": {"type": "object"},
+                    **COMMON_JOB_FIELDS,
+                },
+            },
+            {
+                "type": "object",
+                "required": ["type", "http"],
+                "additionalProperties": False,
+                "properties": {"type": {"const": "http"}, "http": _ref("HttpSpec"), **COMMON_JOB_FIELDS},
+            },
+            {
+                "type": "object",
+                "required": ["type", "cli"],
+                "additionalProperties": False,
+                "properties": {"type": {"const": "cli"}, "cli": _ref("CliSpec"), **COMMON_JOB_FIELDS},
+            },
+        ],
+        "not": {"required": ["delay", "run_at"]},
     },
     "Queue": {
         "type": "object",
@@ -284,7 +309,15 @@ QUEUE_OK = {"200": _json(_ref("Queue"), "The queue after the action")}
 SSE = {
     "200": {
         "description": "Server-Sent Events: id (stream id), event (name), data (JSON); resumable with Last-Event-ID",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "description": "one event; data is JSON {job_id, queue, name, status, time, ...}",
+                    "properties": {"id": STR, "event": STR, "data": STR, "retry": INT},
+                }
+            }
+        },
     }
 }
 LAST_EVENT_ID = {
