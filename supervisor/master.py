@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_MEMORY = 12  # the master went over memory_limit (as Horizon); systemd restarts it
-MEMORY_CHECK = 5.0  # seconds between checks of the master's own memory
+MEMORY_CHECK = float(os.environ.get("HORIZON_MASTER_MEMORY_INTERVAL", "5"))  # seconds between own checks
 SIGNALS = {"pause": signal.SIGUSR2, "continue": signal.SIGCONT, "restart": signal.SIGHUP}
 
 

@@ -314,3 +314,38 @@ def test_hup_restarts_the_master_with_fresh_workers(hz, procs, env, config_file,
     job_id = sample_jobs.noop.dispatch()
     wait_for(lambda: hz.redis.hget(hz.keys.job(job_id), "status") == "completed", timeout=10)
     assert stop(master) == 0
+
+
+def test_dead_supervisor_is_restarted_and_its_workers_exit(hz, procs, env, config_file, config_data):
+    write_config(config_file, config_data, max_processes=1)
+    master = start(procs, env)
+    first = wait_for(lambda: only_supervisor(hz) if worker_pids(hz) else None, timeout=15)
+    os.kill(first["pid"], signal.SIGKILL)
+    replaced = lambda: (s := only_supervisor(hz)) and s["pid"] != first["pid"] and s["workers"] and s  # noqa: E731
+    second = wait_for(replaced, timeout=15)
+    assert psutil.Process(second["pid"]).ppid() == master.pid
+    wait_for(lambda: all(gone(w["pid"]) for w in first["workers"]), timeout=10)
+    assert stop(master) == 0
+
+
+def test_master_over_memory_limit_exits_12_and_takes_its_children(hz, procs, env, config_file, config_data):
+    write_config(config_file, {**config_data, "memory_limit": 1}, max_processes=1)
+    env["HORIZON_MASTER_MEMORY_INTERVAL"] = "0.5"
+    master = start(procs, env)
+    assert master.wait(20) == 12
+    with pytest.raises(ProcessLookupError):
+        os.killpg(master.pid, 0)
+    assert masters(hz) == {}
+
+
+def test_up_reports_an_embedded_redis_error_in_one_line(procs, config_file, tmp_path):
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    config_file.write_text(yaml.safe_dump({"redis": {"url": None, "embedded": {"dir": str(tmp_path), "port": port}}}))
+    result = procs.run("up")
+    blocker.close()
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("horizon: embedded redis: ")
+    assert "Traceback" not in result.stderr
