@@ -15,7 +15,7 @@ from flask import current_app
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
-from web.rpc import jq_jobs, jq_queues, session, subscriptions
+from web.rpc import jq_history, jq_jobs, jq_queues, session, subscriptions
 from web.rpc.protocol import Dispatcher
 from web.rpc.session import Connection
 
@@ -27,7 +27,7 @@ PING_INTERVAL = 25  # seconds between websocket pings on an idle connection
 
 def build_dispatcher() -> Dispatcher:
     dispatcher = Dispatcher()
-    for module in (session, jq_queues, jq_jobs, subscriptions):
+    for module in (session, jq_queues, jq_jobs, jq_history, subscriptions):
         module.register(dispatcher)
     return dispatcher
 

@@ -1,4 +1,4 @@
-"""The ``jq`` job and task methods: add/update/delete a job, list jobs, job history and tasks.
+"""The ``jq`` job methods: add, update, delete, list and get jobs (history and tasks: ``jq_history``).
 
 ``add_job`` maps jq jobs onto ours: ``http`` jobs run ``horizon.http`` and ``cli`` jobs
 ``horizon.cli`` (kwargs = their spec), ``type: "job"`` runs one of our named jobs
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from web.rpc.session import Connection
 
 VERSION = {"major": 1, "minor": 0}
-HISTORY_DEFAULT, HISTORY_MAX = 50, 500
 JOBS_DEFAULT, JOBS_MAX = 100, 1000
 
 # every add_job / update_job member; value checks beyond the queue defaults' ones
@@ -322,70 +321,7 @@ def get_job(conn: Connection, *, id: Any) -> dict[str, Any]:  # noqa: A002
     return jq_model.job_detail(h, refs.ref(h.get("queue", "")), refs.status(h))
 
 
-def get_task(conn: Connection, *, id: Any) -> dict[str, Any]:  # noqa: A002
-    conn.require_session()
-    if not isinstance(id, str):
-        raise invalid_params("id must be a task id (string)")
-    refs = _Refs(conn)
-    h = refs.tasks.record(id)
-    if h is None or h.get("status") not in jq_model.FINISHED_STATUSES | {"reserved"}:
-        raise RpcError(INVALID_PARAMS, "no such task", {"id": id})
-    return jq_model.task_object(h, refs.ref(h.get("queue", "")), full=True)
-
-
-HISTORY_FILTER = ("queue", "recurring", "job_id", "status")
-STATUS_LISTS = {"completed": ("completed",), "failed": ("failed",), "deleted": (), "unknown": ()}
-
-
-def get_job_history(
-    conn: Connection, *, count: Any = None, last_id: Any = None, filter: Any = None  # noqa: A002
-) -> list[dict[str, Any]]:
-    conn.require_session()
-    limit = _count(count, HISTORY_DEFAULT, HISTORY_MAX)
-    if last_id is not None and not isinstance(last_id, str):
-        raise invalid_params("last_id must be a task id (string)")
-    f = filter or {}
-    if not isinstance(f, dict) or set(f) - set(HISTORY_FILTER):
-        raise invalid_params(f"filter must be an object with members among {', '.join(HISTORY_FILTER)}")
-    if "status" in f and f["status"] not in STATUS_LISTS:
-        raise invalid_params(f"filter.status must be one of {', '.join(STATUS_LISTS)}")
-    if "recurring" in f and not isinstance(f["recurring"], bool):
-        raise invalid_params("filter.recurring must be true or false")
-    refs = _Refs(conn)
-    queue = Queues(conn).get(f["queue"])["name"] if "queue" in f else None
-    statuses = STATUS_LISTS[f["status"]] if "status" in f else ("completed", "failed")
-    if "job_id" in f and not jq_recurring.is_recurring(str(f["job_id"])):
-        h = refs.tasks.record(str(f["job_id"]))
-        candidates = [h] if h and h.get("status") in ("completed", "failed") else []
-        return [jq_model.task_object(h, refs.ref(h["queue"])) for h in candidates if _keep(h, f, queue)]
-    out: list[dict[str, Any]] = []
-    before = last_id
-    for _ in range(10):  # bounded: filtered pages stop after 10 reads
-        page = refs.tasks.finished_ids(queue, statuses, before, limit)
-        if not page:
-            break
-        for h in refs.tasks.records([task_id for task_id, _ in page]):
-            if h and _keep(h, f, queue):
-                out.append(jq_model.task_object(h, refs.ref(h["queue"])))
-        before = page[-1][0]
-        if len(out) >= limit or len(page) < limit:
-            break
-    return out[:limit]
-
-
-def _keep(h: dict[str, str], f: dict[str, Any], queue: str | None) -> bool:
-    if queue is not None and h.get("queue") != queue:
-        return False
-    if "recurring" in f and bool(h.get("schedule")) != f["recurring"]:
-        return False
-    if "job_id" in f and jq_recurring.is_recurring(str(f["job_id"])) and (
-        jq_recurring.job_id(h.get("schedule", "")) != f["job_id"]
-    ):
-        return False
-    return True
-
-
 def register(dispatcher: Dispatcher) -> None:
-    for handler in (version, add_job, update_job, delete_job, get_jobs, get_job, get_job_history, get_task):
+    for handler in (version, add_job, update_job, delete_job, get_jobs, get_job):
         dispatcher.add(f"jq.{handler.__name__}", handler)
 
