@@ -46,6 +46,9 @@ in one place.
 |                                 |        |                                                       | it finishes       |
 | batches                         | zset   | batch ids by creation clock stamp                     | trimmed by score  |
 | job:<id>:children               | set    | continuations waiting for (or released by) the job    | with the parent   |
+| queue_meta                      | hash   | jq queue ids, priorities, job defaults (RPC):         | none              |
+|                                 |        | next_id, q:<name> -> JSON, id:<n> -> name             |                   |
+| rpc:session:<sid>               | string | JSON-RPC websocket session {created, valid_until}     | its duration      |
 """
 
 from __future__ import annotations
