@@ -2,8 +2,9 @@
 
 ``init_app(app, base)`` registers the route on the app made by ``web.create_app`` (which keeps
 its :class:`web.services.Services` in ``app.extensions["horizon"]``). Modules: ``protocol``
-(pure JSON-RPC framing), ``session``, ``jq_queues``, ``jq_jobs`` (+ ``jq_model``,
-``jq_schedule``), ``subscriptions`` (notifications) and ``endpoint`` (the websocket loop).
+(pure JSON-RPC framing), ``session``, ``jq_queues``, ``jq_jobs``, ``jq_history``,
+``jq_recurring`` (+ the pure ``jq_model`` and ``jq_schedule``), ``subscriptions``
+(notifications) and ``endpoint`` (the websocket loop). See docs/rpc.md.
 """
 
 from __future__ import annotations
