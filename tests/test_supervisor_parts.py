@@ -112,3 +112,32 @@ def test_notifier_uses_the_abstract_namespace(tmp_path):
         assert notifier.watchdog(now=100.0) and not notifier.watchdog(now=100.1)
         assert sock.recv(1024) == b"WATCHDOG=1"
     assert not Notifier({}).ready()
+
+
+def test_supervisor_loop_balances_toward_a_backlog_with_controlled_time(hz):
+    from horizon.config import SupervisorSettings
+    from supervisor.supervisor import Supervisor
+    from tests import sample_jobs
+
+    options = SupervisorSettings(
+        name="s", queue=("a", "b"), balance="auto", min_processes=1, max_processes=4, balance_cooldown=10, timeout=5
+    )
+    sup = Supervisor(hz, options, master="looptest")
+    sup.initial_scale()
+    try:
+        assert [p.target for p in sup.pools] == [1, 1]
+        sample_jobs.sleep.options(queue="b").dispatch_many([(("loop", 0.3), {}) for _ in range(40)])
+        t = time.time()
+        sup.loop(now=t)
+        assert [p.target for p in sup.pools] == [1, 2]
+        sup.loop(now=t + 5)  # within balance_cooldown: no step
+        assert [p.target for p in sup.pools] == [1, 2]
+        sup.loop(now=t + 10)
+        assert [p.target for p in sup.pools] == [1, 3]
+        record = sup.record()
+        assert record["processes"] == {"redis:a": 1, "redis:b": 3}
+        assert len(record["workers"]) == 4 and record["name"] == "looptest:s"
+    finally:
+        sup.terminate()
+        wait_for(lambda: sup.loop() or sup.finished(), timeout=15, interval=0.05)
+    hz.redis.delete("loop")
