@@ -456,3 +456,23 @@ def test_failed_http_and_cli_tasks(server: Server, session: Client) -> None:
     page1 = rpc.call("jq.get_job_history", {"count": 1})
     page2 = rpc.call("jq.get_job_history", {"count": 1, "last_id": page1[0]["id"]})
     assert page1[0]["id"] != page2[0]["id"]
+
+
+def test_notifications_for_queue_and_job_changes(session: Client) -> None:
+    rpc = session
+    rpc.call("jq.subscribe", {})
+    name = unique("watched")
+    qid = rpc.call("jq.add_queue", {"name": name, "suspended": True})
+    added = rpc.wait_event(lambda n: n["event"] == "jq.queue_status" and n["params"]["name"] == name)
+    assert added["params"] == {"id": qid, "name": name, "jobs_count": 0, "priority": "normal", "status": "suspended"}
+    job = rpc.call("jq.add_job", {"queue": name, "type": "job", "job": "tests.noop"})
+    status = rpc.wait_event(lambda n: n["event"] == "jq.job_status" and n["params"]["id"] == job)
+    assert status["params"]["status"] == "suspended" and status["params"]["queue"] == {"id": qid, "name": name}
+    rpc.call("jq.delete_job", {"id": job})
+    deleted = rpc.wait_event(lambda n: n["event"] == "jq.job_status" and n["params"]["id"] == job)
+    assert deleted["params"]["status"] == "deleted"
+    rpc.wait_event(lambda n: n["event"] == "jq.job_finished" and n["params"] == {"id": job})
+    rpc.call("jq.delete_queue", {"queue": qid})
+    gone = rpc.wait_event(lambda n: n["event"] == "jq.queue_status" and n["params"]["status"] == "deleted")
+    assert gone["params"]["name"] == name and gone["params"]["id"] == qid
+    assert rpc.call("jq.unsubscribe") == "OK"
