@@ -32,6 +32,14 @@ def snapshot_metrics(hz: Horizon) -> None:
     MetricsRepository(hz).snapshot()
 
 
+def detect_long_waits(hz: Horizon) -> None:
+    """Log (and record as events) queues waiting longer than their ``waits`` threshold."""
+    from horizon.repositories.supervisors import SupervisorRepository
+    from horizon.repositories.workload import WorkloadRepository
+
+    WorkloadRepository(hz, processes_by_queue=SupervisorRepository(hz).processes_by_queue).long_waits()
+
+
 def fire_schedules(hz: Horizon, owner: str) -> None:
     """Dispatch due schedule occurrences; a lock per (schedule, fire time) makes each fire once."""
     from horizon.schedules import fire_due
@@ -56,6 +64,7 @@ class Maintenance:
     def add_defaults(self) -> Maintenance:
         self.add("maintain", tuning.MAINTAIN_INTERVAL, lambda: maintain_queues(self.hz))
         self.add("snapshot", float(self.hz.settings.metrics.snapshot_interval), lambda: snapshot_metrics(self.hz))
+        self.add("long_waits", tuning.LONG_WAIT_INTERVAL, lambda: detect_long_waits(self.hz))
         # at the top of every second; locked per occurrence inside fire_due, not per slot
         self.scheduler.add_job(fire_schedules, "cron", second="*", args=(self.hz, self.owner), id="schedules")
         return self
