@@ -44,8 +44,7 @@ if h[1] and still_ours() then
     if h[7] then update_retried_by(h[7], id, 'completed') end
     workflow_done(id, true)
     event('job:completed', id, queue, name, 'completed', {runtime = runtime})
-    trim_index('completed', C.trim.completed)
-    trim_index('silenced', C.trim.completed)
+    trim_index(C.silenced[name] and 'silenced' or 'completed', C.trim.completed)  -- the one it went into
     state = 'completed'
   else
     local attempts, tries = tonumber(h[2]), tonumber(h[3])

@@ -101,15 +101,18 @@ local function bucket_of(ms)
   return #BUCKETS + 1
 end
 
+-- One read and one write per metrics hash (hot path: each redis.call costs a few microseconds).
 local function record_metric(key, runtime_ms, bucket)
-  redis.call('HINCRBY', key, 'throughput', 1)
-  redis.call('HINCRBYFLOAT', key, 'runtime', runtime_ms)
-  redis.call('HINCRBYFLOAT', key, 'runtime_total', runtime_ms)
-  redis.call('HINCRBY', key, 'b' .. bucket, 1)
+  local b = 'b' .. bucket
+  local h = redis.call('HMGET', key, 'throughput', 'runtime', 'runtime_total', b, 'estimate')
   -- the runtime estimate (ms) survives snapshots: an exponential moving average
-  local est = tonumber(redis.call('HGET', key, 'estimate') or '')
+  local est = tonumber(h[5] or '')
   if est then est = est * 0.8 + runtime_ms * 0.2 else est = runtime_ms end
-  redis.call('HSET', key, 'estimate', string.format('%.3f', est))
+  redis.call('HSET', key, 'throughput', string.format('%d', (tonumber(h[1] or '') or 0) + 1),
+    'runtime', string.format('%.3f', (tonumber(h[2] or '') or 0) + runtime_ms),
+    'runtime_total', string.format('%.3f', (tonumber(h[3] or '') or 0) + runtime_ms),
+    b, string.format('%d', (tonumber(h[4] or '') or 0) + 1),
+    'estimate', string.format('%.3f', est))
 end
 
 local function record_metrics(name, queue, runtime_ms)
@@ -119,8 +122,7 @@ local function record_metrics(name, queue, runtime_ms)
   redis.call('SADD', K.measured_jobs(), name)
   redis.call('SADD', K.measured_queues(), queue)
   local minute = K.throughput(math.floor(NOW / 60))
-  redis.call('INCR', minute)
-  redis.call('EXPIRE', minute, 7200)
+  if redis.call('INCR', minute) == 1 then redis.call('EXPIRE', minute, 7200) end
 end
 
 -- Workflows. A job waiting for a parent (field 'after', listed in the parent's children set) or
@@ -160,8 +162,9 @@ end
 -- The parent completed: its waiting children become runnable.
 local function release_children(parent)
   local ck = K.children(parent)
-  for _, child in ipairs(redis.call('SMEMBERS', ck)) do release_waiting(child) end
-  redis.call('EXPIRE', ck, C.trim.completed)
+  local kids = redis.call('SMEMBERS', ck)
+  for _, child in ipairs(kids) do release_waiting(child) end
+  if #kids > 0 then redis.call('EXPIRE', ck, C.trim.completed) end
 end
 
 -- The parent failed for good: its waiting children and their descendants are cancelled.
