@@ -154,11 +154,11 @@ class QueueRepository:
         """Remove ``state`` (completed|failed) jobs of ``name`` older than ``grace`` seconds."""
         if state not in CLEAN_STATES:
             raise ValueError(f"state must be one of {', '.join(CLEAN_STATES)}, got {state!r}")
-        total, start = 0, ""
+        total = 0
         while True:
-            removed, start = self.scripts.call("queue_clean", name, state, repr(float(grace)), CHUNK, start)
+            removed, more = self.scripts.call("queue_clean", name, state, repr(float(grace)), CHUNK, "")
             total += int(removed)
-            if not start:
+            if not more:
                 return total
 
     def retry_all(self, name: str) -> list[str]:
