@@ -11,7 +11,7 @@ import logging
 import threading
 from typing import Any
 
-from flask import current_app
+from flask import current_app, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
@@ -66,4 +66,4 @@ def register(sock: Sock, bp: Any) -> None:
     @sock.route("/rpc", bp=bp)
     def rpc(ws: Any) -> None:
         services = current_app.extensions["horizon"]
-        converse(ws, Connection(services.hz))
+        converse(ws, Connection(services.hz, remote=request.remote_addr or "-"))

@@ -144,7 +144,7 @@ def version(conn: Connection) -> dict[str, int]:
 
 
 def add_job(conn: Connection, **params: Any) -> str:
-    conn.require_session()
+    conn.require_session(write="jq.add_job")
     unknown = sorted(set(params) - set(JOB_MEMBERS))
     if unknown:
         raise invalid_params(f"unknown member(s) {unknown}")
@@ -169,7 +169,7 @@ def add_job(conn: Connection, **params: Any) -> str:
 
 
 def update_job(conn: Connection, **params: Any) -> str:
-    conn.require_session()
+    conn.require_session(write="jq.update_job")
     job_id = params.pop("id", None)
     if not isinstance(job_id, str):
         raise invalid_params("id (the job id) is required")
@@ -238,7 +238,7 @@ def _retries_of(h: dict[str, str]) -> dict[str, Any]:
 
 
 def delete_job(conn: Connection, *, id: Any) -> str:  # noqa: A002 (the seed's member name)
-    conn.require_session()
+    conn.require_session(write="jq.delete_job")
     if not isinstance(id, str):
         raise invalid_params("id must be a job id (string)")
     if jq_recurring.is_recurring(id):

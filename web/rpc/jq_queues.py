@@ -133,7 +133,7 @@ def _meta_error(exc: QueueMetaError) -> RpcError:
 def add_queue(
     conn: Connection, *, name: Any, suspended: Any = False, priority: Any = "normal", job_defaults: Any = None
 ) -> int:
-    conn.require_session()
+    conn.require_session(write="jq.add_queue")
     if not isinstance(suspended, bool):
         raise invalid_params("suspended must be true or false")
     queue_name = check_name(name)
@@ -149,7 +149,7 @@ def add_queue(
 def update_queue(
     conn: Connection, *, queue: Any, name: Any = None, priority: Any = None, job_defaults: Any = None
 ) -> int:
-    conn.require_session()
+    conn.require_session(write="jq.update_queue")
     queues = Queues(conn)
     q = queues.get(queue)
     new_name = check_name(name) if name is not None else None
@@ -166,7 +166,7 @@ def update_queue(
 
 
 def delete_queue(conn: Connection, *, queue: Any) -> str:
-    conn.require_session()
+    conn.require_session(write="jq.delete_queue")
     queues = Queues(conn)
     q = queues.get(queue)
     if q["name"] == DEFAULT:
@@ -187,14 +187,14 @@ def has_queue(conn: Connection, *, queue: Any) -> bool:
 
 
 def suspend_queue(conn: Connection, *, queue: Any = None) -> str:
-    conn.require_session()
+    conn.require_session(write="jq.suspend_queue")
     queues = Queues(conn)
     queues.repo.pause(queues.get(queue)["name"])
     return "OK"
 
 
 def activate_queue(conn: Connection, *, queue: Any = None) -> str:
-    conn.require_session()
+    conn.require_session(write="jq.activate_queue")
     queues = Queues(conn)
     queues.repo.resume(queues.get(queue)["name"])
     return "OK"

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from horizon.repositories.rpc_sessions import RpcSessionRepository
-from web.rpc.protocol import AUTHENTICATION_FAILED, INVALID_SESSION, Dispatcher, RpcError, invalid_params
+from web.rpc.protocol import (
+    ACCESS_DENIED,
+    AUTHENTICATION_FAILED,
+    INVALID_SESSION,
+    Dispatcher,
+    RpcError,
+    invalid_params,
+)
 
 if TYPE_CHECKING:
     from horizon.context import Horizon
@@ -17,12 +27,15 @@ DEFAULT_DURATION = 86400
 MAX_DURATION = 30 * 86400
 NAMESPACES = ("session", "jq")
 
+audit = logging.getLogger("horizon.audit")
+
 
 @dataclass
 class Connection:
     """One websocket connection: its horizon, its session id and its subscription (if any)."""
 
     hz: Horizon
+    remote: str = "-"
     sid: str | None = None
     subscription: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
@@ -31,14 +44,27 @@ class Connection:
     def sessions(self) -> RpcSessionRepository:
         return RpcSessionRepository(self.hz)
 
-    def require_session(self) -> dict[str, Any]:
-        """The live session of this connection; RpcError -32000 when none or expired."""
+    def require_session(self, write: str = "") -> dict[str, Any]:
+        """The live session of this connection; RpcError -32000 when none or expired.
+
+        ``write`` names a mutating method: refused (-32604) under ``web.read_only``, else audited.
+        """
+        if write and self.hz.settings.web.read_only:
+            raise RpcError(ACCESS_DENIED, "access denied: the server is read-only (web.read_only: true)")
         if self.sid is None:
             raise RpcError(INVALID_SESSION, "invalid session: call session.create or session.restore first")
         session = self.sessions.get(self.sid)
         if session is None:
             self.sid = None
             raise RpcError(INVALID_SESSION, "invalid session: the session expired or was destroyed")
+        if write:
+            audit.info(
+                "who=%s session=%s what=rpc %s when=%s",
+                self.remote,
+                hashlib.sha256(self.sid.encode()).hexdigest()[:12],
+                write,
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            )
         return session
 
 
