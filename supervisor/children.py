@@ -59,6 +59,19 @@ def fork(run: Callable[[], int], *, before: Callable[[], None] | None = None) ->
     return 0  # not reached
 
 
+def reap(pid: int) -> int | None:
+    """Exit code of child ``pid`` (-signal when killed) if it has exited, else None."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return 1  # already collected elsewhere: gone
+    if done == 0:
+        return None
+    if os.WIFSIGNALED(status):
+        return -os.WTERMSIG(status)
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

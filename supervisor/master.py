@@ -20,7 +20,6 @@ from horizon.repositories.supervisors import CommandQueue, MasterRepository, Sup
 from supervisor import children, tuning
 from supervisor.maintenance import Maintenance
 from supervisor.notify import Notifier
-from supervisor.pool import exit_code
 from supervisor.signals import SignalQueue
 from supervisor.supervisor import run_supervisor
 
@@ -134,14 +133,10 @@ class MasterSupervisor:
             log.warning("unknown command %r", verb)
 
     def reap(self, now: float) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            self.supervisor_exited(pid, exit_code(status), now)
+        """Collect exited supervisors (only ours: under ``horizon up`` Redis and web are children too)."""
+        for child in list(self.supervisors.values()):
+            if child.pid and (status := children.reap(child.pid)) is not None:
+                self.supervisor_exited(child.pid, status, now)
 
     def supervisor_exited(self, pid: int, code: int, now: float) -> None:
         for name, child in list(self.supervisors.items()):

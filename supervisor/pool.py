@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 
@@ -123,10 +122,3 @@ def _describe(code: int) -> str:
     if code < 0:
         return f"signal {-code}"
     return f"exit code {code}"
-
-
-def exit_code(status: int) -> int:
-    """waitpid status -> exit code, or -signal."""
-    if os.WIFSIGNALED(status):
-        return -os.WTERMSIG(status)
-    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1

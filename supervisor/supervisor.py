@@ -11,8 +11,8 @@ from collections.abc import Callable
 from horizon.config import Settings, SupervisorSettings
 from horizon.context import Horizon
 from horizon.repositories.supervisors import CommandQueue, SupervisorRepository
-from supervisor import balancer, tuning
-from supervisor.pool import ProcessPool, exit_code
+from supervisor import balancer, children, tuning
+from supervisor.pool import ProcessPool
 from supervisor.process import spawn_worker
 from supervisor.signals import SignalQueue
 
@@ -147,16 +147,10 @@ class Supervisor:
                 pool.scale(targets[pool.key], now)
 
     def reap(self, now: float) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            code = exit_code(status)
-            if not any(pool.exited(pid, code, now) for pool in self.pools):
-                log.debug("reaped unknown child %s", pid)
+        for pool in self.pools:
+            for proc in pool.all():
+                if (code := children.reap(proc.pid)) is not None:
+                    pool.exited(proc.pid, code, now)
 
     def monitor(self, now: float) -> None:
         if self.deadline is not None and now > self.deadline:

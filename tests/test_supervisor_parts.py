@@ -11,8 +11,9 @@ import pytest
 
 from horizon.repositories.supervisors import CommandQueue, Locks
 from supervisor import tuning
+from supervisor.children import reap as reap_child
 from supervisor.notify import Notifier
-from supervisor.pool import ProcessPool, exit_code
+from supervisor.pool import ProcessPool
 from supervisor.process import SharedState, WorkerProcess
 from tests.helpers import wait_for
 
@@ -32,14 +33,10 @@ def fork_child(behaviour: str) -> WorkerProcess:
 
 def reap(pool: ProcessPool, now: float) -> int:
     count = 0
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return count
-        if pid == 0:
-            return count
-        count += pool.exited(pid, exit_code(status), now)
+    for proc in pool.all():
+        if (code := reap_child(proc.pid)) is not None:
+            count += pool.exited(proc.pid, code, now)
+    return count
 
 
 @pytest.fixture
