@@ -390,6 +390,32 @@ def test_script_and_img_in_arguments_render_as_text(page: Page, world: World) ->
     assert pg.locator(f"tr[data-job-id='{world.ids['xss']}']").count() == 1
     assert pg.evaluate("window.__xss") is None
     assert pg.locator("main script, main img").count() == 0
+    page.goto(f"/horizon/jobs/{world.ids['xss']}")
+    page.ready(f"/jobs/{world.ids['xss']}")
+    page.shot(world, "job-detail-xss")
+    assert pg.evaluate("window.__xss") is None
+
+
+def test_queue_pause_resume_and_drain(page: Page, server: Server) -> None:
+    from tests import sample_jobs
+
+    for _ in range(2):
+        sample_jobs.noop.options(queue="scratch").dispatch()
+    pg = page.goto("/horizon/queues")
+    page.ready("/queues")
+    row = pg.locator("tr[data-queue=scratch]")
+    row.locator("button[data-action=pause]").click()
+    pg.locator("tr[data-queue=scratch][data-paused=true]").wait_for(timeout=10000)
+    assert server.api("queues/scratch")["paused"] is True
+    row.locator("button[data-action=resume]").click()
+    pg.locator("tr[data-queue=scratch][data-paused=false]").wait_for(timeout=10000)
+    assert server.api("queues/scratch")["paused"] is False
+    drain = row.locator("button[data-action=drain]")
+    drain.click()
+    assert drain.inner_text() == "Confirm drain" and server.api("queues/scratch")["pending"] == 2
+    drain.click()
+    wait_for(lambda: server.api("queues/scratch")["pending"] == 0, timeout=10)
+    wait_for(lambda: row.locator("td").nth(2).inner_text().strip() == "0", timeout=10)
 
 
 def test_live_banner_counts_new_jobs_instead_of_jumping(page: Page, world: World) -> None:
@@ -400,6 +426,7 @@ def test_live_banner_counts_new_jobs_instead_of_jumping(page: Page, world: World
     pg.locator("#live[data-state=live]").wait_for(timeout=10000)
     before = pg.locator("tr[data-job-id]").evaluate_all("rows => rows.map(r => r.dataset.jobId)")
     assert world.ids["pending"] in before
+    assert not pg.locator("button.banner").is_visible()
     new = [sample_jobs.noop.options(queue="later").dispatch() for _ in range(2)]
     banner = pg.locator("button.banner:has-text('2 new jobs')")
     banner.wait_for(state="visible", timeout=10000)

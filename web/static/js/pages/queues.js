@@ -17,19 +17,20 @@ export default function queuesPage(main, {name} = {}) {
     } catch (e) { toast(e.message, 'error'); }
   }
 
+  // the first click arms the drain for a few seconds; the armed state survives live re-renders
+  let armed = {name: null, until: 0};
   function drainButton(q) {
-    let armed = false;
-    let timer = null;
+    const isArmed = () => armed.name === q.name && Date.now() < armed.until;
     const button = h('button', {type: 'button', class: 'btn btn-small btn-danger', 'data-action': 'drain', onclick: () => {
-      if (!armed) {
-        armed = true;
+      if (!isArmed()) {
+        armed = {name: q.name, until: Date.now() + 5000};
         button.textContent = 'Confirm drain';
-        timer = setTimeout(() => { armed = false; button.textContent = 'Drain'; }, 4000);
+        setTimeout(() => { if (!isArmed()) button.textContent = 'Drain'; }, 5100);
         return;
       }
-      clearTimeout(timer);
+      armed = {name: null, until: 0};
       act(q.name, 'drain');
-    }}, 'Drain');
+    }}, isArmed() ? 'Confirm drain' : 'Drain');
     return button;
   }
 
