@@ -98,6 +98,9 @@ def test_horizon_routes_with_a_real_master(hz, client, master, procs):  # noqa: 
     assert procs.run("snapshot").returncode == 0
     (snap,) = get(client, "/metrics/jobs/tests.add")
     assert snap["throughput"] == 3 and isinstance(snap["runtime"], NUMBER) and isinstance(snap["time"], NUMBER)
+    pct = get(client, "/metrics/percentiles/jobs/tests.add")
+    assert set(pct) == {"p50", "p95", "p99"} and 0 <= pct["p50"] <= pct["p95"] <= pct["p99"]
+    assert set(get(client, "/metrics/percentiles/queues/default")) == {"p50", "p95", "p99"}
     (qsnap,) = get(client, "/metrics/queues/default")
     assert {"throughput", "runtime", "time", "wait"} <= set(qsnap)
 

@@ -135,6 +135,11 @@ SCHEMAS: dict[str, Any] = {
         "required": ["throughput", "runtime", "time"],
         "properties": {"throughput": NUM, "runtime": NUM, "time": NUM, "wait": NUM},
     },
+    "Percentiles": {
+        "type": "object",
+        "required": ["p50", "p95", "p99"],
+        "properties": {"p50": NUM, "p95": NUM, "p99": NUM},
+    },
     "RetriedBy": {
         "type": "object",
         "required": ["id", "status", "retried_at"],
@@ -387,6 +392,14 @@ PATHS: dict[str, Any] = {
             {"200": _json({"type": "array", "items": _ref("Snapshot")})},
             parameters=[_path_param("name")],
         )
+    },
+    "/metrics/percentiles/jobs/{name}": {
+        "get": _op("Runtime percentiles (ms) of a job name", {"200": _json(_ref("Percentiles"))},
+                   parameters=[_path_param("name")])  # fmt: skip
+    },
+    "/metrics/percentiles/queues/{name}": {
+        "get": _op("Runtime percentiles (ms) of a queue", {"200": _json(_ref("Percentiles"))},
+                   parameters=[_path_param("name")])  # fmt: skip
     },
     "/metrics/queues": {"get": _op("Measured queue names", {"200": _json({"type": "array", "items": STR})})},
     "/metrics/queues/{name}": {

@@ -28,3 +28,15 @@ def queues() -> ResponseReturnValue:
 @bp.get("/metrics/queues/<path:name>")
 def queue(name: str) -> ResponseReturnValue:
     return jsonify(services().metrics.queue_snapshots(name))
+
+
+@bp.get("/metrics/percentiles/jobs/<path:name>")
+def job_percentiles(name: str) -> dict[str, float]:
+    """Runtime percentiles (ms) of a job name from its histogram: {p50, p95, p99}."""
+    return services().metrics.percentiles("job", name)
+
+
+@bp.get("/metrics/percentiles/queues/<path:name>")
+def queue_percentiles(name: str) -> dict[str, float]:
+    """Runtime percentiles (ms) of a queue from its histogram: {p50, p95, p99}."""
+    return services().metrics.percentiles("queue", name)
