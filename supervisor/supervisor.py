@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -174,16 +173,40 @@ class Supervisor:
 
     def record(self) -> dict:
         connection = self.options.connection
-        options = dataclasses.asdict(self.options)
-        options["queue"] = ",".join(self.options.queue)
         return {
             "name": self.name,
             "master": self.master,
             "pid": os.getpid(),
             "status": self.status,
             "processes": {f"{connection}:{p.key}": p.size() for p in self.pools},
-            "options": options,
+            "options": self.options_record(),
             "workers": [proc.record() for pool in self.pools for proc in pool.processes],
+        }
+
+    def options_record(self) -> dict:
+        """The options under Horizon's names (camelCase, as its SupervisorOptions::toArray), numbers as numbers."""
+        o = self.options
+        return {
+            "name": self.name,
+            "connection": o.connection,
+            "queue": ",".join(o.queue),
+            "balance": o.balance,
+            "autoScalingStrategy": o.auto_scaling_strategy,
+            "minProcesses": o.min_processes,
+            "maxProcesses": o.max_processes,
+            "balanceMaxShift": o.balance_max_shift,
+            "balanceCooldown": o.balance_cooldown,
+            "maxTries": o.tries,
+            "timeout": o.timeout,
+            "backoff": list(o.backoff),
+            "memory": o.memory,
+            "maxJobs": o.max_jobs,
+            "maxTime": o.max_time,
+            "nice": o.nice,
+            "sleep": o.sleep,
+            "rest": o.rest,
+            "force": o.force,
+            "environment": self.hz.settings.environment,
         }
 
     # --- verbs ----------------------------------------------------------------------------

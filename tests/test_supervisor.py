@@ -90,7 +90,8 @@ def test_masters_record_shape_and_processes_by_queue(hz, procs, env, config_file
     assert sup["name"] == f"{name}:supervisor-1" and sup["master"] == name
     assert sup["status"] == "running" and isinstance(sup["pid"], int)
     assert sup["processes"] == {"redis:default": 2, "redis:emails": 1}
-    assert sup["options"]["balance"] == "simple" and sup["options"]["max_processes"] == 3
+    assert sup["options"]["balance"] == "simple" and sup["options"]["maxProcesses"] == 3
+    assert sup["options"]["queue"] == "default,emails" and sup["options"]["name"] == sup["name"]
     worker = wait_for(lambda: [w for w in only_supervisor(hz)["workers"] if w["status"] == "idle"], timeout=10)[0]
     assert set(worker) == {"pid", "queue", "status", "started_at", "jobs", "memory"}
     assert isinstance(worker["started_at"], float) and worker["jobs"] == 0
