@@ -141,6 +141,7 @@ def world(redis_server, tmp_path_factory, playwright_factory) -> Iterator[World]
     w.ids["added"] = [sample_jobs.add.dispatch(f"{prefix}:sum", i, 1) for i in range(3)]
     w.ids["failed"] = [sample_jobs.fail.options(tags=["billing"]).dispatch(f"{prefix}:fail-{i}") for i in range(2)]
     w.ids["xss"] = sample_jobs.record.options(tags=["xss"]).dispatch(XSS_ARG, value=XSS_KWARG)
+    w.ids["progress"] = sample_jobs.report_progress.dispatch(f"{prefix}:progress")
     w.horizon("work", "--stop-when-empty")
     w.horizon("snapshot")
     w.ids["pending"] = sample_jobs.noop.options(queue="later").dispatch()
@@ -149,7 +150,7 @@ def world(redis_server, tmp_path_factory, playwright_factory) -> Iterator[World]
     keys = list(hz.redis.scan_iter(match=f"{{{prefix}}}:*", count=1000))
     if keys:
         hz.redis.delete(*keys)
-    hz.redis.delete(f"{prefix}:sum", *[f"{prefix}:fail-{i}" for i in range(2)], XSS_ARG)
+    hz.redis.delete(f"{prefix}:sum", f"{prefix}:progress", *[f"{prefix}:fail-{i}" for i in range(2)], XSS_ARG)
     hz.close()
     reset()
     if old_env is None:
@@ -293,6 +294,11 @@ def test_every_page_renders_and_is_screenshotted(page: Page, world: World, serve
     for key in ("p50", "p95", "p99"):
         shown = _text(pg, f"[data-stat={key}] .card-value")
         assert float(shown.removesuffix(" ms").replace(",", "")) == pytest.approx(expected[key], abs=0.01), key
+    progress = server.api(f"jobs/{world.ids['progress']}")["progress"]
+    page.goto(f"/horizon/jobs/{world.ids['progress']}")
+    page.ready(f"/jobs/{world.ids['progress']}")
+    assert _text(pg, "[data-field=progress]") == f"{progress * 100:g} %" == "50 %"
+    assert pg.locator("[data-field=progress] progress").get_attribute("value") == "50"
     recent = server.api("jobs/recent")
     page.goto("/horizon/jobs/recent")
     page.ready("/jobs/recent")
@@ -335,6 +341,16 @@ def test_failed_job_opened_and_retried_by_clicking(page: Page, server: Server, w
     pg.locator(f"[data-section=retries] a:has-text('{copy}')").wait_for(timeout=10000)
     assert server.api(f"jobs/{copy}")["retry_of"] == job_id
     page.shot(world, "failed-detail-retried")
+
+
+def test_retry_all_failed_jobs(page: Page, server: Server) -> None:
+    pg = page.goto("/horizon/jobs/failed")
+    page.ready("/jobs/failed")
+    failed = server.api("jobs/failed")["jobs"]
+    assert any(not job["retried_by"] for job in failed)
+    pg.locator("button[data-action=retry-all]").click()
+    wait_for(lambda: all(job["retried_by"] for job in server.api("jobs/failed")["jobs"]), timeout=10)
+    wait_for(lambda: pg.locator("tr[data-job-id] .actions .muted").count() == len(failed), timeout=10)
 
 
 def test_failed_jobs_search_by_tag(page: Page, world: World) -> None:
