@@ -138,3 +138,15 @@ def test_supervisor_loop_balances_toward_a_backlog_with_controlled_time(hz):
         sup.terminate()
         wait_for(lambda: sup.loop() or sup.finished(), timeout=15, interval=0.05)
     hz.redis.delete("loop")
+
+
+def test_every_level_answers_to_the_same_verbs(hz):
+    from horizon.config import SupervisorSettings
+    from supervisor.master import MasterSupervisor
+    from supervisor.supervisor import Supervisor
+    from supervisor.verbs import Supervised
+
+    pool = ProcessPool(["default"], lambda queues: fork_child("stubborn"), stop_timeout=1)
+    sup = Supervisor(hz, SupervisorSettings(name="s"), master="verbs")
+    master = MasterSupervisor(hz, name="verbs")
+    assert all(isinstance(level, Supervised) for level in (pool, sup, master))
