@@ -101,6 +101,9 @@ def test_horizon_routes_with_a_real_master(hz, client, master, procs):  # noqa: 
     pct = get(client, "/metrics/percentiles/jobs/tests.add")
     assert set(pct) == {"p50", "p95", "p99"} and 0 <= pct["p50"] <= pct["p95"] <= pct["p99"]
     assert set(get(client, "/metrics/percentiles/queues/default")) == {"p50", "p95", "p99"}
+    exposition = client.get("/horizon/metrics")
+    assert exposition.status_code == 200 and exposition.mimetype == "text/plain"
+    assert "horizon_recent_failed_jobs 2" in exposition.get_data(as_text=True)
     (qsnap,) = get(client, "/metrics/queues/default")
     assert {"throughput", "runtime", "time", "wait"} <= set(qsnap)
 
