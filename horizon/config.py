@@ -841,6 +841,10 @@ def _cron(ctx: _Ctx, value: Any, path: str) -> str | None:
         cron = " ".join(cron.split())
         if len(cron.split()) not in (5, 6):
             raise ctx.error(path, expected, value)
+        from croniter import croniter
+
+        if not croniter.is_valid(cron, second_at_beginning=len(cron.split()) == 6):
+            raise ctx.error(path, expected + " (a field is out of range or malformed)", value)
     return cron
 
 
