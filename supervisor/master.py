@@ -114,7 +114,8 @@ class MasterSupervisor:
             log.exception("master loop failed")
 
     def finished(self) -> bool:
-        return not self.working and not self.supervisors
+        """Terminated and every supervisor gone (fast_termination: do not wait for them)."""
+        return not self.working and (not self.supervisors or self.hz.settings.fast_termination)
 
     def handle_signals(self) -> None:
         for verb in self.signals.drain():
