@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
+from horizon.repositories.events import EventRepository
 from web.errors import bad_request
 from web.services import services
 
@@ -24,15 +25,14 @@ STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 RETRY_MS = 2000
 
 
-def _start_id(key: str) -> str:
+def _start_id(repo: EventRepository) -> str:
     """Where to read from: Last-Event-ID if given, else the newest entry (only new events)."""
     given = request.headers.get("Last-Event-ID") or request.args.get("last_event_id", "")
     if given:
         if not STREAM_ID.match(given):
             raise bad_request(f"Last-Event-ID must be a stream id like 1700000000000-0, got {given!r}")
         return given
-    newest = services().hz.redis.xrevrange(key, count=1)
-    return newest[0][0] if newest else "0-0"
+    return repo.latest_id()
 
 
 def _format(entry_id: str, fields: dict[str, str]) -> str:
@@ -49,12 +49,10 @@ def _wanted(fields: dict[str, str], queue: str | None) -> bool:
 
 
 def _stream(queue: str | None) -> Response:
-    s = services()
-    key = s.hz.keys.events()
-    last = _start_id(key)
+    repo = EventRepository(services().hz)
+    last = _start_id(repo)
     heartbeat = float(current_app.config["HORIZON_SSE_HEARTBEAT"])
     lifetime = float(current_app.config["HORIZON_SSE_LIFETIME"])
-    client = s.hz.redis
 
     def generate() -> Iterator[str]:
         nonlocal last
@@ -62,11 +60,11 @@ def _stream(queue: str | None) -> Response:
         deadline = time.monotonic() + lifetime
         while (left := deadline - time.monotonic()) > 0:
             block = int(max(min(heartbeat, left), 0.001) * 1000)
-            reply = client.xread({key: last}, count=100, block=block)
-            if not reply:
+            entries = repo.read(last, block)
+            if not entries:
                 yield ": heartbeat\n\n"
                 continue
-            for entry_id, fields in reply[0][1]:
+            for entry_id, fields in entries:
                 last = entry_id
                 if _wanted(fields, queue):
                     yield _format(entry_id, fields)
