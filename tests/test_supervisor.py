@@ -350,3 +350,18 @@ def test_up_reports_an_embedded_redis_error_in_one_line(procs, config_file, tmp_
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("horizon: embedded redis: ")
     assert "Traceback" not in result.stderr
+
+
+def test_fast_termination_exits_at_once_while_jobs_finish(hz, procs, env, config_file, config_data):
+    write_config(config_file, {**config_data, "fast_termination": True}, max_processes=1)
+    key = f"fast-{time.time()}"
+    master = start(procs, env)
+    wait_for(lambda: worker_pids(hz), timeout=15)
+    tree = [p.pid for p in psutil.Process(master.pid).children(recursive=True)]
+    job_id = sample_jobs.sleep.dispatch(key, 1.5)
+    wait_for(lambda: hz.redis.llen(key) == 1, timeout=10)
+    assert stop(master) == 0
+    assert hz.redis.lrange(key, 1, -1) == []  # the master did not wait for the job
+    wait_for(lambda: hz.redis.hget(hz.keys.job(job_id), "status") == "completed", timeout=10)
+    wait_for(lambda: all(gone(pid) for pid in tree), timeout=10)
+    hz.redis.delete(key)
