@@ -365,3 +365,18 @@ def test_fast_termination_exits_at_once_while_jobs_finish(hz, procs, env, config
     wait_for(lambda: hz.redis.hget(hz.keys.job(job_id), "status") == "completed", timeout=10)
     wait_for(lambda: all(gone(pid) for pid in tree), timeout=10)
     hz.redis.delete(key)
+
+
+def test_purge_forgets_dead_local_masters(hz, procs, env, config_file, config_data):
+    write_config(config_file, config_data)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    name = f"{socket.gethostname()}-dead"
+    MasterRepository(hz).update({"name": name, "environment": "production", "pid": dead.pid, "status": "running"})
+    sup = {"name": f"{name}:supervisor-1", "master": name, "pid": dead.pid, "status": "running"}
+    SupervisorRepository(hz).update({**sup, "processes": {"redis:default": 1}, "options": {}, "workers": []})
+    assert list(masters(hz)) == [name]
+    result = procs.run("purge")
+    assert result.returncode == 0, result.stderr
+    assert "forgot 2 dead record(s)" in result.stdout
+    assert masters(hz) == {} and SupervisorRepository(hz).records() == []
