@@ -141,6 +141,12 @@ def test_cancel_cascades_and_delete(hz, client):  # noqa: F811
     assert hz.redis.llen(hz.keys.queue("default")) == 0
     assert_error(client.delete(f"{API}/jobs/{doomed}"), 404, "NOT_FOUND")
 
+    running = sample_jobs.noop.dispatch()
+    hz.redis.hset(hz.keys.job(running), "status", "reserved")  # as if a worker held it
+    orphan = create(client, {"name": "tests.noop", "after": running}).get_json()
+    assert client.delete(f"{API}/jobs/{running}").status_code == 204
+    assert get(client, f"/jobs/{orphan['id']}")["status"] == "cancelled"
+
 
 def test_xss_payloads_come_back_as_data(hz, client):  # noqa: F811
     evil = "<script>alert(1)</script>"

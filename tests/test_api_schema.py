@@ -35,3 +35,16 @@ def test_api_conforms_to_its_openapi_document(hz, app):  # noqa: F811
         except Exception as exc:  # collect every failing operation, then report them together
             failures.append(f"{operation.label}: {exc}")
     assert not failures, "\n\n".join(failures)
+
+
+def test_every_served_route_is_documented(app):  # noqa: F811
+    import re
+
+    spec = app.test_client().get(f"{API}/openapi.json").get_json()
+    served = set()
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith(API + "/"):
+            path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule[len(API) :])
+            served |= {(path, m.lower()) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    documented = {(path, m) for path, ops in spec["paths"].items() for m in ops if m != "parameters"}
+    assert served == documented
