@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from horizon.repositories.events import EventRepository
 from horizon.repositories.jq_tasks import JqTaskRepository
 from horizon.repositories.queue_meta import QueueMetaRepository
 from web.rpc import jq_model
@@ -69,10 +70,10 @@ class Subscription:
         self.hz, self.filter, self.notify = conn.hz, flt, notify
         self.meta = QueueMetaRepository(conn.hz)
         self.tasks = JqTaskRepository(conn.hz)
+        self.events = EventRepository(conn.hz)
         self.ids: dict[str, int] = {}
         self._stop = threading.Event()
-        last = self.hz.redis.xrevrange(self.hz.keys.events(), count=1)
-        self.last_id = last[0][0] if last else "0-0"
+        self.last_id = self.events.latest_id()
         self._thread = threading.Thread(target=self._run, name="rpc-subscription", daemon=True)
         self._thread.start()
 
@@ -80,15 +81,12 @@ class Subscription:
         self._stop.set()
 
     def _run(self) -> None:
-        key = self.hz.keys.events()
         while not self._stop.is_set():
             try:
-                reply = self.hz.redis.xread({key: self.last_id}, count=BATCH, block=BLOCK_MS)
-                for _, entries in reply or []:
-                    for entry_id, fields in entries:
-                        self.last_id = entry_id
-                        if not self._stop.is_set():
-                            self.dispatch(fields.get("event", ""), json.loads(fields.get("data") or "{}"))
+                for entry_id, fields in self.events.read(self.last_id, BLOCK_MS, BATCH):
+                    self.last_id = entry_id
+                    if not self._stop.is_set():
+                        self.dispatch(fields.get("event", ""), json.loads(fields.get("data") or "{}"))
             except Exception:
                 if self._stop.is_set():
                     return
