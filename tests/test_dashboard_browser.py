@@ -492,3 +492,24 @@ def test_read_only_hides_mutating_buttons(browser, world: World) -> None:
     finally:
         p.close()
         srv.stop()
+
+
+def test_paging_uses_starting_at_without_gaps_or_repeats(page: Page, server: Server) -> None:
+    from tests import sample_jobs
+
+    sample_jobs.noop.options(queue="paging").dispatch_many([((), {})] * 60)
+    first = server.api("jobs/pending")
+    pg = page.goto("/horizon/jobs/pending")
+    page.ready("/jobs/pending")
+    rows = "rows => rows.map(r => r.dataset.jobId)"
+    page_one = pg.locator("tr[data-job-id]").evaluate_all(rows)
+    assert page_one == [j["id"] for j in first["jobs"]] and len(page_one) == 50
+    with pg.expect_request(lambda r: "starting_at=" in r.url) as request_info:
+        pg.click("button:has-text('Older')")
+    assert f"starting_at={first['jobs'][-1]['index']}" in request_info.value.url
+    pg.locator(f"tr[data-job-id='{page_one[-1]}']").wait_for(state="detached", timeout=10000)
+    page_two = pg.locator("tr[data-job-id]").evaluate_all(rows)
+    assert not set(page_one) & set(page_two)
+    assert len(page_one) + len(page_two) == first["total"]
+    pg.click("button:has-text('Newer')")
+    pg.locator(f"tr[data-job-id='{page_one[0]}']").wait_for(timeout=10000)

@@ -11,9 +11,11 @@ export function tagChips(tags) {
 
 export function jobLink(job, failed = false) {
   const href = pageUrl(`${failed ? 'failed' : 'jobs'}/${seg(job.id)}`);
+  const exc = failed && job.exception && typeof job.exception === 'object' ? job.exception : null;
   return h('a', {href, 'data-link': true, class: 'job-link'},
     h('span', {class: 'job-name'}, job.name || '(unnamed)'),
-    h('span', {class: 'job-id muted'}, job.id));
+    h('span', {class: 'job-id muted'}, job.id),
+    exc ? h('span', {class: 'job-exception'}, `${exc.class || 'Error'}: ${exc.message || ''}`) : null);
 }
 
 const when = {
