@@ -94,7 +94,9 @@ def push_batch(hz: Horizon, members: Sequence[JobSpec], *, name: str = "", callb
 
 def retry_batch(hz: Horizon, batch_id: str) -> list[str]:
     """Retry every failed job of a batch as batch members; returns the copies' ids."""
-    failed = json.loads(hz.redis.hget(hz.keys.batch(batch_id), "failed_job_ids") or "[]")
+    from horizon.repositories.batches import BatchRepository
+
+    failed = BatchRepository(hz).failed_ids(batch_id)
     try:
         return list(hz.scripts.call("batch_retry", batch_id, *[str(uuid.uuid4()) for _ in failed]))
     except Exception as exc:  # redis.ResponseError from the script

@@ -49,6 +49,9 @@ class BatchRepository:
         h = self.redis.hgetall(self.keys.batch(batch_id))
         return batch_object(h) if h else None
 
+    def failed_ids(self, batch_id: str) -> list[str]:
+        return json.loads(self.redis.hget(self.keys.batch(batch_id), "failed_job_ids") or "[]")
+
     def page(self, before_id: str | None = None, limit: int = PAGE) -> list[dict[str, Any]]:
         """Newest first; ``before_id`` is the last batch already shown (Horizon's paging)."""
         top = "+inf"
