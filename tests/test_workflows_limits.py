@@ -31,7 +31,8 @@ def test_rate_limited_queue_never_exceeds_its_limit(limited, hz, procs, redis_cl
     wait_for(done, timeout=30)
     starts = sorted(float(redis_client.hget(hz.keys.job(i), "reserved_at")) for i in ids)
     busiest = max(sum(1 for t in starts if s <= t < s + PER) for s in starts)
-    print(f"rate limit {JOBS} per {PER}s, 3 workers: busiest window {busiest} starts, span {starts[-1] - starts[0]:.3f}s")
+    span = starts[-1] - starts[0]
+    print(f"rate limit {JOBS} per {PER}s, 3 workers: busiest window {busiest} starts, span {span:.3f}s")
     assert busiest <= JOBS, starts
     # the limit paces, it does not stall: 12 jobs at 3 per 0.5 s span at least 1.5 s
     assert starts[-1] - starts[0] >= (len(ids) / JOBS - 1) * PER - 0.01
