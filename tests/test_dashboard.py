@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -24,7 +25,7 @@ def _client(hz, **web):
 
     settings = hz.settings
     if web:
-        settings = settings.with_overrides(web=settings.web.__class__(**{**settings.web.__dict__, **web}))
+        settings = settings.with_overrides(web=dataclasses.replace(settings.web, **web))
     return create_app(settings, Horizon(settings, client=hz.redis)).test_client()
 
 
@@ -58,7 +59,7 @@ def test_embedded_config_follows_settings(hz) -> None:
         "path": "/horizon", "api": "/horizon/api", "static": "/horizon/static",
         "token_required": False, "read_only": False,
     }
-    client = _client(hz, read_only=True, auth=hz.settings.web.auth.__class__(token="t0k</script>"))
+    client = _client(hz, read_only=True, auth=dataclasses.replace(hz.settings.web.auth, token="t0k</script>"))
     html = client.get("/horizon/jobs/failed").get_data(as_text=True)
     config = _config(html)
     assert config["token_required"] is True and config["read_only"] is True

@@ -8,6 +8,7 @@ under a temp dir (printed; HORIZON_SCREENSHOTS=<dir> to choose it).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -165,7 +166,7 @@ def _serve(world: World, **web) -> Server:
 
     settings = world.settings
     if web:
-        settings = settings.with_overrides(web=settings.web.__class__(**{**settings.web.__dict__, **web}))
+        settings = settings.with_overrides(web=dataclasses.replace(settings.web, **web))
     app = create_app(settings, Horizon(settings))
     app.config["HORIZON_SSE_HEARTBEAT"] = 0.5  # event streams notice a closed browser quickly
     return Server(app)
@@ -453,7 +454,7 @@ def test_live_banner_counts_new_jobs_instead_of_jumping(page: Page, world: World
 
 
 def test_token_prompt_then_bearer_header(browser, world: World) -> None:
-    srv = _serve(world, auth=world.settings.web.auth.__class__(token=TOKEN))
+    srv = _serve(world, auth=dataclasses.replace(world.settings.web.auth, token=TOKEN))
     p = Page(browser, srv.url, viewport={"width": 1280, "height": 900})
     try:
         pg = p.goto("/horizon/jobs/failed")
