@@ -23,6 +23,7 @@ from horizon.jobs import FailForGood, job
 log = logging.getLogger(__name__)
 
 EXCERPT = 4096  # bytes of a response body or of stdout/stderr kept in the output
+ERROR_EXCERPT = 512  # bytes of a failed response's body quoted in the error message
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -38,9 +39,9 @@ class CliDisabled(FailForGood, PermissionError):
     """cli jobs are off unless ``job_types.cli.enabled`` is true (never retried)."""
 
 
-def _excerpt(data: bytes) -> str:
-    text = data[:EXCERPT].decode("utf-8", errors="replace")
-    return text + ("…" if len(data) > EXCERPT else "")
+def _excerpt(data: bytes, size: int = EXCERPT) -> str:
+    text = data[:size].decode("utf-8", errors="replace")
+    return text + ("…" if len(data) > size else "")
 
 
 def _tail(data: bytes) -> str:
@@ -99,11 +100,12 @@ def http(
             status, data = response.status, response.read(EXCERPT + 1)
     except urllib.error.HTTPError as exc:
         data = exc.read(EXCERPT + 1) if exc.fp else b""
-        raise HttpJobError(f"{request.method} {request.full_url} answered {exc.code}: {_excerpt(data)}") from None
+        quoted = _excerpt(data, ERROR_EXCERPT)
+        raise HttpJobError(f"{request.method} {request.full_url} answered {exc.code}: {quoted}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise HttpJobError(f"{request.method} {request.full_url} failed: {exc}") from None
     if not 200 <= status < 300:
-        raise HttpJobError(f"{request.method} {request.full_url} answered {status}: {_excerpt(data)}")
+        raise HttpJobError(f"{request.method} {request.full_url} answered {status}: {_excerpt(data, ERROR_EXCERPT)}")
     return {"status": status, "body": _excerpt(data)}
 
 
