@@ -196,6 +196,7 @@ def schedule_list(settings: Settings, as_json: bool) -> None:
 @click.option("--interval", type=float, default=1.0, show_default=True, help="seconds between checks")
 def schedule_run(settings: Settings, interval: float) -> None:
     """Fire due schedules in the foreground without a master (debugging; safe beside masters)."""
+    import logging
     import os
     import time
 
@@ -206,7 +207,10 @@ def schedule_run(settings: Settings, interval: float) -> None:
     hz = connected(settings, import_jobs=True)
     owner = f"schedule-run-{os.getpid()}"
     while True:
-        fire_due(hz, owner=owner)
+        try:
+            fire_due(hz, owner=owner)
+        except Exception:  # redis restarting and the like: try again next second
+            logging.getLogger("horizon.schedules").exception("firing schedules failed")
         time.sleep(interval - time.time() % interval)
 
 
