@@ -196,9 +196,14 @@ class Page:
         self.page = self.context.new_page()
         self.base = base
         self.problems: list[str] = []
+        self.expected: list[str] = []  # console errors a test causes on purpose (substrings)
         self.page.on("pageerror", lambda exc: self.problems.append(f"pageerror: {exc}"))
-        self.page.on("console", lambda msg: msg.type == "error" and self.problems.append(f"console: {msg.text}"))
+        self.page.on("console", self._console)
         self.page.on("dialog", lambda dialog: (self.problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+
+    def _console(self, msg) -> None:
+        if msg.type == "error" and not any(e in msg.text for e in self.expected):
+            self.problems.append(f"console: {msg.text}")
 
     def goto(self, path: str) -> object:
         self.page.goto(self.base + path, wait_until="domcontentloaded")
@@ -453,6 +458,18 @@ def test_live_banner_counts_new_jobs_instead_of_jumping(page: Page, world: World
     assert pg.locator("tr[data-job-id]").first.get_attribute("data-job-id") == new[-1]
 
 
+def test_polling_takes_over_when_the_event_stream_is_down(page: Page) -> None:
+    from tests import sample_jobs
+
+    page.expected.append("ERR_FAILED")  # the aborted event stream
+    page.page.route("**/horizon/api/events", lambda route: route.abort())
+    pg = page.goto("/horizon/jobs/pending")
+    page.ready("/jobs/pending")
+    pg.locator("#live[data-state=polling]").wait_for(timeout=10000)
+    sample_jobs.noop.options(queue="later").dispatch()
+    pg.locator("button.banner:has-text('1 new job')").wait_for(state="visible", timeout=10000)
+
+
 def test_token_prompt_then_bearer_header(browser, world: World) -> None:
     srv = _serve(world, auth=dataclasses.replace(world.settings.web.auth, token=TOKEN))
     p = Page(browser, srv.url, viewport={"width": 1280, "height": 900})
@@ -474,8 +491,7 @@ def test_token_prompt_then_bearer_header(browser, world: World) -> None:
         pg.reload(wait_until="domcontentloaded")
         p.ready("/jobs/failed")  # asked once: kept in sessionStorage
         assert pg.locator("form[data-form=token]").count() == 0
-        p.problems = [x for x in p.problems if "401" not in x]  # the refused token's request
-        assert p.problems == []
+        assert [x for x in p.problems if "401" not in x] == []  # 401: the refused token's request
     finally:
         p.close()
         srv.stop()
