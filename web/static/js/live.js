@@ -45,7 +45,11 @@ export function startLive() {
 function useEventSource() {
   const source = new EventSource(`${config.api}/events`);
   source.onopen = () => setState('live');
-  source.onerror = () => setState(source.readyState === EventSource.CLOSED ? 'polling' : 'polling');
+  source.onerror = () => {
+    setState('polling');
+    // the browser retries by itself unless the server refused the stream; then start over later
+    if (source.readyState === EventSource.CLOSED) setTimeout(useEventSource, 5000);
+  };
   for (const name of EVENT_NAMES) source.addEventListener(name, (ev) => dispatch(name, ev.data));
   source.onmessage = (ev) => dispatch('message', ev.data);
 }
