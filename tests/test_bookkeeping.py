@@ -357,7 +357,8 @@ def test_tag_pages_are_paged_like_lists(hz):
 
 
 def test_retry_tracks_the_copy_status_on_the_original(hz):
-    jobs = JobRepository(hz)
+    jobs, tags = JobRepository(hz), TagRepository(hz)
+    tags.monitor("t")
     original = push(hz, 1, tags=["t"])[0]
     run(hz, 1, outcome="failed_final")
     first = hz.queue.retry(original)
@@ -378,6 +379,7 @@ def test_retry_tracks_the_copy_status_on_the_original(hz):
     assert jobs.get(original)["status"] == "failed"  # the original stays in the failed list
     assert [j["id"] for j in jobs.page("failed")[0]] == [first, original]
     assert [j["id"] for j in jobs.page("completed")[0]] == [second]
+    assert [j["id"] for j in tags.jobs("t")[0]] == [second, first, original]  # copies carry the tag
 
     with pytest.raises(JobConflict, match="completed, not failed"):
         hz.queue.retry(second)

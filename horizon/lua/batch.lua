@@ -24,6 +24,7 @@ while i <= #ARGV do
   redis.call('SADD', K.queues(), queue)
   redis.call('ZADD', K.index('recent'), score, id)
   redis.call('ZADD', K.index('pending'), score, id)
+  index_monitored(id, score, ARGV[i + 5])
   event('job:delayed', id, queue, jname, 'scheduled', {batch = bid, role = role})
   cb[#cb + 1] = role
   i = i + 11

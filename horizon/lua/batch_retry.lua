@@ -20,6 +20,7 @@ for n, id in ipairs(failed) do
     enqueue(new_id, h[3])
     redis.call('ZADD', K.index('recent'), score, new_id)
     redis.call('ZADD', K.index('pending'), score, new_id)
+    index_monitored(new_id, score, h[5])
     local retried = decode_list(redis.call('HGET', jk, 'retried_by'))
     retried[#retried + 1] = {id = new_id, status = 'pending', retried_at = NOW}
     redis.call('HSET', jk, 'retried_by', cjson.encode(retried))

@@ -50,13 +50,7 @@ end
 redis.call('SADD', K.queues(), queue)
 redis.call('ZADD', K.index('recent'), score, id)
 redis.call('ZADD', K.index('pending'), score, id)
-if tags ~= '[]' and redis.call('SCARD', K.monitoring()) > 0 then
-  for _, tag in ipairs(decode_list(tags)) do
-    if redis.call('SISMEMBER', K.monitoring(), tag) == 1 then
-      redis.call('ZADD', K.tag_jobs(tag), score, id)
-    end
-  end
-end
+index_monitored(id, score, tags)
 if key ~= '' then
   redis.call('SET', K.idempotency(key), cjson.encode({id = id, hash = body_hash}), 'EX', ttl)
 end

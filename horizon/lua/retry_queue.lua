@@ -21,6 +21,7 @@ for i = 4, #ARGV - 1, 2 do
     enqueue(new_id, queue)
     redis.call('ZADD', K.index('recent'), score, new_id)
     redis.call('ZADD', K.index('pending'), score, new_id)
+    index_monitored(new_id, score, h[5])
     retried[#retried + 1] = {id = new_id, status = 'pending', retried_at = NOW}
     redis.call('HSET', jk, 'retried_by', cjson.encode(retried))
     event('job:pending', new_id, queue, h[2], 'pending', {retry_of = id})
