@@ -7,6 +7,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+# one encoder for every payload: json.dumps with options builds a new JSONEncoder per call
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
 
 class PayloadError(TypeError):
     """A job argument cannot be carried as JSON; the message names the argument and its type."""
@@ -39,7 +42,7 @@ def encode(args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None) ->
     """The payload JSON ``{"args": [...], "kwargs": {...}}``; PayloadError on non-JSON values."""
     data = {"args": list(args), "kwargs": dict(kwargs or {})}
     try:
-        return json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        return _ENCODER.encode(data)
     except (TypeError, ValueError) as exc:
         where, what = (
             _offender(data["args"], "args")

@@ -10,6 +10,7 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -18,6 +19,14 @@ if TYPE_CHECKING:
     from horizon.context import Horizon
 
 PUSH_CHUNK = 1000  # jobs per push script call in bulk dispatch
+
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
+@lru_cache(maxsize=1024, typed=True)
+def _list_json(values: tuple) -> str:
+    """Compact JSON of a tags or backoff list (the same few lists recur in every dispatch)."""
+    return _compact(list(values))
 
 
 class JobNotFound(LookupError):
@@ -49,12 +58,12 @@ class JobSpec:
             self.name,
             self.queue,
             self.payload,
-            json.dumps(list(self.tags), separators=(",", ":")),
+            _list_json(tuple(self.tags)),
             self.tries,
             self.timeout,
-            json.dumps(list(self.backoff), separators=(",", ":")),
+            _list_json(tuple(self.backoff)),
             "" if self.available_at is None else repr(float(self.available_at)),
-            json.dumps(self.extra, separators=(",", ":")) if self.extra else "",
+            _compact(self.extra) if self.extra else "",
         ]
 
 

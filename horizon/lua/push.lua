@@ -4,6 +4,7 @@
 -- Returns the number of jobs pushed.
 local n = tonumber(ARGV[3])
 local monitored = redis.call('SCARD', K.monitoring()) > 0
+local runnable = {}  -- queue -> jobs made runnable: one SADD and one batch of wake tokens per queue
 for i = 0, n - 1 do
   local b = 4 + i * 10
   local id, name, queue, payload, tags = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
@@ -22,13 +23,23 @@ for i = 0, n - 1 do
     redis.call('HSET', jk, 'available_at', ftime(available_at))
     redis.call('ZADD', K.delayed(queue), ftime(available_at), id)
   else
-    enqueue(id, queue)
+    redis.call('LPUSH', K.queue(queue), id)
   end
-  redis.call('SADD', K.queues(), queue)
+  runnable[queue] = (runnable[queue] or 0) + (status == 'pending' and 1 or 0)
   redis.call('ZADD', K.index('recent'), score, id)
   redis.call('ZADD', K.index('pending'), score, id)
   if monitored then index_monitored(id, score, tags) end
   event(status == 'pending' and 'job:pending' or 'job:delayed', id, queue, name, status)
+end
+for queue, count in pairs(runnable) do
+  redis.call('SADD', K.queues(), queue)
+  -- as enqueue() per job: a wake-up token per runnable job, at most wake_cap waiting
+  local tokens = math.min(count, C.wake_cap - redis.call('LLEN', K.wake(queue)))
+  if tokens > 0 then
+    local ones = {}
+    for t = 1, tokens do ones[t] = '1' end
+    redis.call('LPUSH', K.wake(queue), unpack(ones))
+  end
 end
 flush_clock()
 trim_index('recent', C.trim.recent)
