@@ -308,7 +308,16 @@ def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]
     return op
 
 
-JOB_ID = [_path_param("job_id", "job id")]
+LIST_NAMES = ("recent", "pending", "completed", "silenced", "failed")
+JOB_ID = [
+    {
+        "name": "job_id",
+        "in": "path",
+        "required": True,
+        "description": "job id (the list names recent, pending, completed, silenced, failed are routes of their own)",
+        "schema": {"type": "string", "minLength": 1, "not": {"enum": list(LIST_NAMES)}},
+    }
+]
 QUEUE = [_path_param("name", "queue name")]
 QUEUE_OK = {"200": _json(_ref("Queue"), "The queue after the action")}
 SSE = {
