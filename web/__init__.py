@@ -60,7 +60,7 @@ def create_app(
         settings = _settings(settings_or_config)
     if hz is None:
         hz = _horizon(settings)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the dashboard blueprint serves its own assets
     app.json.sort_keys = False
     app.config.update(
         HORIZON_SSE_HEARTBEAT=SSE_HEARTBEAT,
