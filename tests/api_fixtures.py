@@ -15,7 +15,7 @@ API = "/horizon/api"
 @pytest.fixture
 def app(hz):
     application = create_app(hz.settings, hz)
-    application.config.update(HORIZON_SSE_HEARTBEAT=0.2, HORIZON_SSE_LIFETIME=1.0)
+    application.config.update(HORIZON_SSE_HEARTBEAT=0.1, HORIZON_SSE_LIFETIME=0.5)
     return application
 
 

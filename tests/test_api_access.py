@@ -46,7 +46,7 @@ def test_token_missing_wrong_right(hz):
     assert_error(client.get(API + "/queues", headers={"Authorization": "Bearer wrong"}), 401, "UNAUTHORIZED")
     assert_error(client.get(API + "/queues", headers={"Authorization": f"Basic {TOKEN}"}), 401, "UNAUTHORIZED")
     assert client.get(API + "/queues", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
-    assert_error(client.get(f"/horizon/metrics"), 401, "UNAUTHORIZED")
+    assert_error(client.get("/horizon/metrics"), 401, "UNAUTHORIZED")
     job_id = sample_jobs.noop.dispatch()
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert client.post(f"{API}/jobs/{job_id}/cancel", headers=auth).status_code == 200

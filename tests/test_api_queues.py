@@ -79,7 +79,7 @@ def test_drain_promote_clean_and_retry_all(hz, client, procs, redis_client):  # 
 
 
 def read_events(client, path: str, headers=None) -> list[dict]:  # noqa: F811
-    """Read an event stream until the server closes it (lifetime 1 s in these tests)."""
+    """Read an event stream until the server closes it (lifetime 0.5 s in these tests)."""
     response = client.get(API + path, headers=headers or {}, buffered=False)
     assert response.status_code == 200 and response.mimetype == "text/event-stream"
     text = b"".join(response.response).decode()
