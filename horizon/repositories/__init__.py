@@ -10,5 +10,6 @@ changes of jobs go through the Lua scripts of ``horizon.queue``.
 - ``workload``    WorkloadRepository: queue lengths, waits, processes per queue
 - ``supervisors`` MasterRepository / SupervisorRepository / CommandQueue: heartbeats and commands
 - ``queues``      QueueRepository: queue list/detail and queue control (pause, resume, drain, ...)
+- ``events``      EventRepository: the capped event stream (newest id, blocking reads) for SSE
 - ``batches``     BatchRepository: batches in Horizon's shape (schedules: ``horizon.schedules``)
 """
