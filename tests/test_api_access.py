@@ -83,7 +83,6 @@ def test_audit_line_for_each_mutating_call(hz, caplog):
 
 
 def test_csp_on_pages_and_dashboard_without_token(hz):
-    pytest.importorskip("web.dashboard")
     client = make_app(hz, auth=WebAuthSettings(token=TOKEN)).test_client()
     page = client.get("/horizon/")
     assert page.status_code == 200 and page.mimetype == "text/html"
