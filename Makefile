@@ -24,6 +24,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/core.py
 	$(BIN)/python -m bench.peers.run
+	$(BIN)/python bench/retention.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

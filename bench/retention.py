@@ -1,0 +1,101 @@
+"""Retention benchmark: Redis memory per retained job record, API latency with 100k jobs retained.
+
+    .venv/bin/python bench/retention.py --jobs 100000
+
+Starts its own embedded redis-server, pushes --jobs jobs, completes and fails some of them
+through the queue's own finish script, and reports used_memory per job record (pending and
+completed), then times GET stats, workload and jobs/failed through the Flask app in-process
+(the handler and its Redis reads, no HTTP server). Writes bench/results/retention.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from horizon.config import settings_from_dict  # noqa: E402
+from horizon.context import configure  # noqa: E402
+from horizon.embedded import EmbeddedRedis  # noqa: E402
+from horizon.queue import JobSpec  # noqa: E402
+
+PAYLOAD = '{"args":[],"kwargs":{}}'
+
+
+def used(client: redis.Redis) -> int:
+    return int(client.info("memory")["used_memory"])
+
+
+def finish_some(hz, n: int, outcome: str) -> None:
+    """Reserve and finish n jobs in-process (no job body runs): completed or failed_final."""
+    job, _ = hz.queue.reserve(["default"])
+    for i in range(n):
+        last = i == n - 1
+        _, job, _ = hz.queue.finish(job, outcome, 0.05, "" if outcome == "completed" else '{"class":"X"}',
+                                    None if last else ["default"])
+
+
+def timed(client, path: str, n: int) -> dict[str, float]:
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        response = client.get(path)
+        samples.append((time.perf_counter() - t) * 1000)
+        assert response.status_code == 200, (path, response.status_code, response.data[:200])
+    samples.sort()
+    return {"p50_ms": round(statistics.median(samples), 2), "p99_ms": round(samples[int(len(samples) * 0.99) - 1], 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=100000)
+    parser.add_argument("--completed", type=int, default=10000)
+    parser.add_argument("--failed", type=int, default=2000)
+    args = parser.parse_args()
+    result: dict[str, object] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "jobs": args.jobs}
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(tmp) as server:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        data = {"prefix": "bench", "redis": {"url": server.url}}
+        hz = configure(settings_from_dict(data, base_dir=str(ROOT)))
+        hz.queue.push([JobSpec(name="warm", queue="default", payload=PAYLOAD)])
+        client.flushall()
+        base = used(client)
+        for start in range(0, args.jobs, 10000):
+            hz.queue.push([JobSpec(name="bench.noop", queue="default", payload=PAYLOAD)
+                           for _ in range(min(10000, args.jobs - start))])
+        pending = used(client)
+        result["bytes_per_pending_job"] = round((pending - base) / args.jobs)
+        finish_some(hz, args.completed, "completed")
+        completed = used(client)
+        result["bytes_per_completed_job_delta"] = round((completed - pending) / args.completed)
+        finish_some(hz, args.failed, "failed_final")
+        result["retained"] = {"pending": args.jobs - args.completed - args.failed, "completed": args.completed,
+                              "failed": args.failed}
+        result["used_memory_mb"] = round(used(client) / 2**20, 1)
+
+        from web import create_app
+
+        app = create_app(hz=hz)
+        web = app.test_client()
+        prefix = hz.settings.web.path + "/api"
+        for route in ("stats", "workload", "jobs/failed", "jobs/pending", "jobs/completed"):
+            result[f"api_{route.replace('/', '_')}"] = timed(web, f"{prefix}/{route}", 50)
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "retention.json").write_text(json.dumps(result, indent=2))
+    width = max(len(k) for k in result)
+    for k, v in result.items():
+        print(f"{k:<{width}}  {v}")
+
+
+if __name__ == "__main__":
+    main()
