@@ -63,6 +63,13 @@ def statuses(hz, ids: list[str]) -> dict[str, int]:
     return counts
 
 
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
 class Pool:
     """A test-run stand-in for a supervisor: keeps `size` real `horizon work` processes alive."""
 
@@ -181,7 +188,8 @@ def own_redis(tmp_path: Path):
 
 
 def test_redis_restart_mid_run(own_redis, tmp_path, proc_env, prefix, capsys):
-    """Stop Redis mid-run and start it again on the same port and dir (AOF): nothing is lost."""
+    """Stop Redis mid-run and start it again on the same port and dir (AOF): a master, its pool and
+    standalone workers all ride it out (same pids), and nothing acknowledged before it is lost."""
     data = fast_config(
         {"prefix": prefix, "redis": {"url": own_redis.url}, "imports": ["tests.sample_jobs"]}, tries=5
     )
@@ -197,6 +205,9 @@ def test_redis_restart_mid_run(own_redis, tmp_path, proc_env, prefix, capsys):
         pool = Pool(procs, 2)
         pool.fill()
         pids = [w.pid for w in pool.workers]
+        master = procs.horizon("start", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: len(descendants(master.pid)) >= 3, timeout=30, message="no supervisor and 2 workers")
+        tree = {p.pid for p in descendants(master.pid)}
         ids = sample_jobs.record.dispatch_many([((key, i), {}) for i in range(total // 2)])
         wait_for(lambda: client.llen(key) >= 200, timeout=30, message="workers did not start")
         port, folder = own_redis.port, own_redis.dir
@@ -216,12 +227,17 @@ def test_redis_restart_mid_run(own_redis, tmp_path, proc_env, prefix, capsys):
             wait_for(all_done, timeout=60, interval=0.2, message="jobs lost across the restart")
             recovery = time.monotonic() - up_at
             alive = [w.poll() is None for w in pool.workers]
+            master_alive, tree_after = master.poll() is None, {p.pid for p in descendants(master.pid)}
+            master.terminate()
+            master.wait(timeout=30)
             pool.stop()
             runs = executions(client, key)
             report(capsys, "redis-restart", jobs=total, outage_s=round(up_at - down_at, 2),
                    lost=total - len(set(runs)), duplicates=len(runs) - len(set(runs)),
-                   recovery_s=round(recovery, 2), workers_alive=sum(alive))
+                   recovery_s=round(recovery, 2), workers_alive=sum(alive), master_alive=master_alive,
+                   master_tree_restarts=len(tree_after - tree))
             assert [w.pid for w in pool.workers] == pids and all(alive)  # no crash, no restart
+            assert master_alive and tree_after == tree  # the master's supervisor and workers too
             assert set(runs) == {str(i) for i in range(total)}
         finally:
             server.stop()
@@ -237,13 +253,6 @@ def test_redis_restart_mid_run(own_redis, tmp_path, proc_env, prefix, capsys):
 
 
 # --- master chaos -----------------------------------------------------------------------------
-def descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
 def test_master_chaos_new_master_recovers_everything(hz, procs, redis_client, prefix, capsys):
     """SIGKILL the master mid-run: its descendants exit within seconds; a new master finishes every job."""
     key, total = f"{prefix}:master", 3000
