@@ -89,6 +89,8 @@ def gunicorn_options(settings: Settings, bind: str, workers: int | None = None) 
         "errorlog": "-",
         "loglevel": "info",
         "proc_name": "horizon-web",
+        # gunicorn 27's control socket is one fixed path per user: two servers on a host would clash
+        "control_socket_disable": True,
     }
 
 
