@@ -128,6 +128,10 @@ class JobQueue:
         pipe.execute()
         return [spec.id for spec in specs]
 
+    def push_once(self, spec: JobSpec, lock_task: str, owner: str, lock_ms: int) -> bool:
+        """Push ``spec`` unless the lock ``lock_task`` is taken; lock and push are one atomic step."""
+        return bool(self.scripts.call("push_once", lock_task, owner, lock_ms, *spec.argv()))
+
     # --- worker hot path --------------------------------------------------------------------
     def reserve(self, queues: Sequence[str], woken_by: str = "") -> tuple[Reserved | None, float | None]:
         """The next job of ``queues`` (priority order), or (None, when something is next due)."""

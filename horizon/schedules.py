@@ -136,10 +136,10 @@ class ScheduleRepository:
         """Move the marker forward to ``when`` (never back: hosts may call in any order)."""
         self.scripts.call("schedule_mark", name, repr(when))
 
-    def take(self, name: str, fire_time: float, owner: str) -> bool:
-        """The lock for one occurrence; True for exactly one caller across every host."""
-        key = self.keys.lock(f"schedule:{name}:{fire_time:.3f}")
-        return bool(self.redis.set(key, owner, nx=True, px=LOCK_MS))
+    @staticmethod
+    def lock_task(name: str, fire_time: float) -> str:
+        """The lock task of one occurrence (``keys.lock``), taken by the push_once script."""
+        return f"schedule:{name}:{fire_time:.3f}"
 
 
 def all_schedules(hz: Horizon) -> list[tuple[ScheduleSettings, str]]:
@@ -207,9 +207,8 @@ def _fire_one(
         last = now - 1.0
     fired = []
     for t in due(schedule, last, now):
-        if repo.take(schedule.name, t, owner):
-            spec = job_spec(hz, schedule, t)
-            hz.queue.push([spec])
+        spec = job_spec(hz, schedule, t)
+        if hz.queue.push_once(spec, repo.lock_task(schedule.name, t), owner, LOCK_MS):
             fired.append(Fired(schedule.name, t, spec.id))
             log.info("schedule %s: dispatched job %s for %s", schedule.name, spec.id, t)
     repo.advance(schedule.name, now)

@@ -236,3 +236,14 @@ def test_progress_is_recorded(hz, procs, redis_client):
     assert procs.run("work", "--stop-when-empty").returncode == 0
     assert float(job_hash(hz, job_id)["progress"]) == 0.5
     redis_client.delete("prog")
+
+
+def test_push_once_pushes_a_locked_occurrence_exactly_once(hz, redis_client):
+    from horizon.queue import JobSpec
+
+    specs = [JobSpec(name="tests.noop", queue="once", payload='{"args":[],"kwargs":{}}') for _ in range(3)]
+    pushed = [hz.queue.push_once(spec, "schedule:nightly:1700000000.000", f"host-{i}", 60000) for i, spec in enumerate(specs)]
+    assert pushed == [True, False, False]
+    assert redis_client.lrange(hz.keys.queue("once"), 0, -1) == [specs[0].id]
+    assert not redis_client.exists(hz.keys.job(specs[1].id))
+    assert redis_client.get(hz.keys.lock("schedule:nightly:1700000000.000")) == "host-0"
