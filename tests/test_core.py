@@ -113,9 +113,7 @@ def test_delayed_job_starts_on_time(hz, procs, redis_client):
 def test_unknown_job_name_fails_that_job_and_worker_goes_on(hz, procs, redis_client):
     from horizon.queue import JobSpec
 
-    bad = hz.queue.push(
-        [JobSpec(name="no.such.job", queue="default", payload='{"args":[],"kwargs":{}}', tries=3)]
-    )[0]
+    bad = hz.queue.push([JobSpec(name="no.such.job", queue="default", payload='{"args":[],"kwargs":{}}', tries=3)])[0]
     good = sample_jobs.add.dispatch("after-unknown", 1, 1)
     result = procs.run("work", "--stop-when-empty")
     assert result.returncode == 0, result.stderr
@@ -242,7 +240,9 @@ def test_push_once_pushes_a_locked_occurrence_exactly_once(hz, redis_client):
     from horizon.queue import JobSpec
 
     specs = [JobSpec(name="tests.noop", queue="once", payload='{"args":[],"kwargs":{}}') for _ in range(3)]
-    pushed = [hz.queue.push_once(spec, "schedule:nightly:1700000000.000", f"host-{i}", 60000) for i, spec in enumerate(specs)]
+    pushed = [
+        hz.queue.push_once(spec, "schedule:nightly:1700000000.000", f"host-{i}", 60000) for i, spec in enumerate(specs)
+    ]
     assert pushed == [True, False, False]
     assert redis_client.lrange(hz.keys.queue("once"), 0, -1) == [specs[0].id]
     assert not redis_client.exists(hz.keys.job(specs[1].id))
