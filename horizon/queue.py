@@ -177,14 +177,6 @@ class JobQueue:
             raise reply
         return Reserved.from_reply(reply), _next_due(reply)
 
-    def wait(self, queues: Sequence[str], timeout: float) -> str | None:
-        """Block until a wake-up token arrives on one of ``queues``; the queue's name or None."""
-        reply = self.redis.brpop([self.keys.wake(q) for q in queues], timeout=max(timeout, 0.01))
-        if reply is None:
-            return None
-        key = reply[0]
-        return next(q for q in queues if self.keys.wake(q) == key)
-
     def release(self, job: Reserved) -> bool:
         """Put a reserved job back without counting the attempt."""
         return bool(self.scripts.call("release", job.id, job.attempts))
