@@ -53,10 +53,11 @@ def client_round_trips(before: dict[str, int], after: dict[str, int]) -> int:
     return sum(after.get(k, 0) - before.get(k, 0) for k in ("evalsha", "eval"))
 
 
-def run_workers(config: Path, n: int, env: dict) -> list[subprocess.Popen]:
+def run_workers(config: Path, n: int, env: dict, prefetch: int = 1) -> list[subprocess.Popen]:
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "horizon.cli", "work", "--stop-when-empty", "--config", str(config)],
+            [sys.executable, "-m", "horizon.cli", "work", "--stop-when-empty", "--prefetch", str(prefetch),
+             "--config", str(config)],
             env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         for _ in range(n)
@@ -67,8 +68,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=20000)
     parser.add_argument("--single", type=int, default=5000)
+    parser.add_argument("--prefetch", type=int, default=1, help="worker --prefetch for the processing runs")
     args = parser.parse_args()
-    results: dict[str, object] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "jobs": args.jobs}
+    results: dict[str, object] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "jobs": args.jobs,
+        "prefetch": args.prefetch,
+    }
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(tmp) as server:
         client = redis.Redis.from_url(server.url, decode_responses=True)
         data = {"prefix": "bench", "redis": {"url": server.url}, "imports": ["bench.jobs"], "events_max": 10000}
@@ -95,7 +101,7 @@ def main() -> None:
             client.config_resetstat()
             before = script_calls(client)
             t = time.perf_counter()
-            procs = run_workers(config, n, env)
+            procs = run_workers(config, n, env, args.prefetch)
             for p in procs:
                 p.wait()
             elapsed = time.perf_counter() - t

@@ -77,6 +77,8 @@ def main() -> None:
 @click.option("--memory", type=int, default=0, help="stop when USS exceeds this many MB")
 @click.option("--stop-when-empty", is_flag=True, help="stop when no job is pending or due")
 @click.option("--name", default=None, help="worker name in logs")
+@click.option("--prefetch", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="jobs reserved per round trip from a queue of short jobs")
 def work(
     settings: Settings,
     queues: str,
@@ -85,6 +87,7 @@ def work(
     memory: int,
     stop_when_empty: bool,
     name: str | None,
+    prefetch: int,
 ) -> None:
     """Run one worker in the foreground (for debugging)."""
     import os
@@ -102,6 +105,7 @@ def work(
         max_jobs=max_jobs,
         max_time=max_time,
         memory=memory,
+        prefetch=prefetch,
         stop_when_empty=stop_when_empty,
         name=name or f"worker-{os.getpid()}",
     )

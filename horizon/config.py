@@ -179,6 +179,7 @@ class SupervisorSettings:
     memory: int = 128  # MB per worker; 0 = unlimited
     max_jobs: int = 0  # 0 = unlimited
     max_time: float = 0  # seconds; 0 = unlimited
+    prefetch: int = 1  # jobs a worker reserves per round trip from a queue of short jobs (1 = none)
     nice: int = 0
     sleep: float = 3
     force: bool = False
@@ -658,6 +659,7 @@ _SUPERVISOR_PARSERS: dict[str, _Parser] = {
     "memory": _min_int(0),
     "max_jobs": _min_int(0),
     "max_time": _min_number(0),
+    "prefetch": _min_int(1, 64),
     "nice": _min_int(-20, 19),
     "sleep": _min_number(0),
     "force": _bool,

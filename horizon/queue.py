@@ -98,6 +98,13 @@ class Reserved:
             json.loads(tags or "[]"),
         )
 
+    @classmethod
+    def list_from_reply(cls, reply: Sequence[Any]) -> list[Reserved]:
+        """Every job of a reply holding 9 fields per job (empty for a ``{'', next_due}`` reply)."""
+        if not reply or not reply[0]:
+            return []
+        return [cls.from_reply(reply[i : i + 9]) for i in range(0, len(reply) - 8, 9)]  # type: ignore[misc]
+
 
 def _next_due(reply: Sequence[Any]) -> float | None:
     if len(reply) >= 2 and not reply[0] and reply[1]:
@@ -135,8 +142,15 @@ class JobQueue:
     # --- worker hot path --------------------------------------------------------------------
     def reserve(self, queues: Sequence[str], woken_by: str = "") -> tuple[Reserved | None, float | None]:
         """The next job of ``queues`` (priority order), or (None, when something is next due)."""
-        reply = self.scripts.call("reserve", woken_by, *queues)
-        return Reserved.from_reply(reply), _next_due(reply)
+        jobs, due = self.reserve_many(queues, 1, woken_by)
+        return (jobs[0] if jobs else None), due
+
+    def reserve_many(
+        self, queues: Sequence[str], count: int, woken_by: str = ""
+    ) -> tuple[list[Reserved], float | None]:
+        """Up to ``count`` jobs (more than one only from a queue of short jobs), or ([], next due)."""
+        reply = self.scripts.call("reserve", woken_by, count, *queues)
+        return Reserved.list_from_reply(reply), _next_due(reply)
 
     def finish(
         self,
@@ -148,34 +162,44 @@ class JobQueue:
     ) -> tuple[str, Reserved | None, float | None]:
         """Record an attempt's outcome and reserve the next job in the same round trip.
 
-        ``outcome`` is ``completed``, ``failed`` (retried while tries are left) or
-        ``failed_final``; ``detail`` is the exception JSON or the job's output.
+        ``outcome`` is ``completed``, ``failed`` (retried while tries are left),
+        ``failed_final`` or ``release`` (never ran: put back without counting the attempt);
+        ``detail`` is the exception JSON or the job's output.
         Returns (the job's new status or 'stale', next job, next due time).
         """
-        reply = self.scripts.call(
-            "finish",
-            outcome,
-            job.id,
-            job.attempts,
-            f"{runtime_ms:.3f}",
-            detail,
-            "1" if next_from else "0",
-            *(next_from or ()),
-        )
-        rest = reply[1:]
-        return reply[0], Reserved.from_reply(rest), _next_due(rest)
+        states, jobs, due = self.finish_many([(job, outcome, runtime_ms, detail)], next_from)
+        return states[0], (jobs[0] if jobs else None), due
 
-    def wait_and_reserve(self, queues: Sequence[str], timeout: float) -> tuple[Reserved | None, float | None]:
+    def finish_many(
+        self,
+        done: Sequence[tuple[Reserved, str, float, str]],
+        next_from: Sequence[str] | None = None,
+        count: int = 1,
+    ) -> tuple[list[str], list[Reserved], float | None]:
+        """Finish attempts ``(job, outcome, runtime ms, detail)`` and reserve up to ``count`` next
+        jobs from ``next_from``, all in one round trip. Returns (states, next jobs, next due)."""
+        args: list[Any] = [len(done)]
+        for job, outcome, runtime_ms, detail in done:
+            args += [outcome, job.id, job.attempts, f"{runtime_ms:.3f}", detail]
+        args.append(count if next_from else 0)
+        reply = self.scripts.call("finish", *args, *(next_from or ()))
+        n = int(reply[0])
+        rest = reply[1 + n :]
+        return list(reply[1 : 1 + n]), Reserved.list_from_reply(rest), _next_due(rest)
+
+    def wait_and_reserve(
+        self, queues: Sequence[str], timeout: float, count: int = 1
+    ) -> tuple[list[Reserved], float | None]:
         """Block for a wake-up token and reserve, pipelined: one network round trip."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.brpop([self.keys.wake(q) for q in queues], timeout=max(timeout, 0.01))
-        self.scripts.send(pipe, "reserve", "?", *queues)
+        self.scripts.send(pipe, "reserve", "?", count, *queues)
         _, reply = pipe.execute(raise_on_error=False)
         if isinstance(reply, redis.exceptions.NoScriptError):
-            return self.reserve(queues, "?")  # script cache flushed (a Redis restart): load it
+            return self.reserve_many(queues, count, "?")  # script cache flushed (a Redis restart)
         if isinstance(reply, Exception):
             raise reply
-        return Reserved.from_reply(reply), _next_due(reply)
+        return Reserved.list_from_reply(reply), _next_due(reply)
 
     def release(self, job: Reserved) -> bool:
         """Put a reserved job back without counting the attempt."""

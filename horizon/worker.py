@@ -25,11 +25,13 @@ import redis
 from horizon import jobs, payload
 from horizon.context import Horizon
 from horizon.queue import Reserved
+from horizon.scripts import TIMEOUT_GRACE
 
 log = logging.getLogger(__name__)
 
 IDLE_WAIT = 5.0  # longest block on Redis before looking around (parent alive, stop requested)
 MEMORY_CHECK_INTERVAL = 1.0
+ACK_DELAY = 0.05  # longest a finished prefetched job waits for its acknowledgement (seconds)
 TRACEBACK_LIMIT = 20000
 
 EXIT_OK = 0
@@ -74,7 +76,8 @@ class WorkerOptions:
     memory: int = 0  # MB of USS; 0 = no limit
     stop_when_empty: bool = False
     parent_pid: int | None = None  # exit when this process is gone
-    timeout_grace: float = 5.0  # after a timeout, how long a job may ignore it before a hard exit
+    timeout_grace: float = TIMEOUT_GRACE  # after a timeout, how long a job may ignore it before a hard exit
+    prefetch: int = 1  # jobs reserved per round trip from a queue of short jobs (1: no prefetch)
 
 
 @dataclass
@@ -105,6 +108,9 @@ class Worker:
         self.job: Reserved | None = None
         self.timed_out = False
         self.next_due: float | None = None
+        self.batch: list[Reserved] = []  # reserved, not started (more than one: prefetched)
+        self.done: list[tuple[Reserved, str, float, str]] = []  # run, not yet acknowledged
+        self._unacked_since = 0.0
         self._memory_checked = 0.0
         self._process = psutil.Process()
 
@@ -125,7 +131,7 @@ class Worker:
             self.timed_out = True
             signal.setitimer(signal.ITIMER_REAL, self.opts.timeout_grace)
             raise JobTimeout(f"job exceeded its timeout of {self.job.timeout:g}s" if self.job else "timeout")
-        # the job swallowed the timeout: record the failure and leave now
+        # the job swallowed the timeout: record the failure (and what else is held) and leave now
         if self.job is not None:
             detail = json.dumps(
                 {
@@ -134,10 +140,12 @@ class Worker:
                     "traceback": "",
                 }
             )
-            try:
-                self.hz.queue.finish(self.job, "failed", self.job.timeout * 1000, detail)
-            except Exception:
-                pass
+            self.done.append((self.job, "failed", self.job.timeout * 1000, detail))
+            self.job = None
+        try:
+            self.acknowledge(want_next=False)
+        except Exception:
+            pass
         os._exit(EXIT_HARD_TIMEOUT)
 
     # --- the loop ---------------------------------------------------------------------------
@@ -146,22 +154,46 @@ class Worker:
         global _progress_sink
         _progress_sink = self.hz.queue.progress
         log.info("worker serving %s", ",".join(self.queues))
-        next_job: Reserved | None = None
-        tried = False  # the last finish already tried to reserve and found nothing
+        tried = False  # the last acknowledgement already tried to reserve and found nothing
         try:
             while not self.should_stop():
-                if next_job is None:
-                    next_job = self.wait_for_job(tried)
+                if not self.batch:
+                    self.batch = self.wait_for_jobs(tried)
                     tried = False
                     continue
-                next_job = self.process(next_job)
-                tried = next_job is None
+                self.done.append(self.process(self.batch.pop(0)))
+                if self.batch and time.monotonic() - self._unacked_since < ACK_DELAY:
+                    continue  # prefetched jobs of a short-job queue: acknowledge them together
+                if self.should_recycle():
+                    self.stopping = True
+                tried = self.acknowledge(want_next=not self.should_stop() and not self.batch)
         except _Interrupt:
             if self.job is not None:
-                self._retrying(lambda: self.hz.queue.release(self.job))
+                self.done.append((self.job, "release", 0.0, ""))
                 log.info("stopped at once; job %s put back", self.job.id)
+                self.job = None
+        self.acknowledge(want_next=False)
         self.report("stopped")
         return EXIT_OK
+
+    def acknowledge(self, want_next: bool) -> bool:
+        """Finish the attempts done so far (and put back prefetched jobs when stopping) in one
+        round trip that also reserves the next jobs; True when it looked and found none."""
+        if self.stopping:
+            self.done += [(job, "release", 0.0, "") for job in self.batch]
+            self.batch = []
+        if not self.done and not want_next:
+            return False
+        done, self.done = self.done, []
+        states, jobs, self.next_due = self._retrying(
+            lambda: self.hz.queue.finish_many(done, self.queues if want_next else None, self.opts.prefetch)
+        )
+        for (job, outcome, _, _), state in zip(done, states, strict=True):
+            if state == "stale" and outcome != "release":
+                log.warning("job %s: reservation was taken back while it ran", job.id)
+        self.batch += jobs
+        self._unacked_since = time.monotonic()
+        return want_next and not jobs
 
     def should_stop(self) -> bool:
         if self.stopping:
@@ -171,43 +203,39 @@ class Worker:
             self.stopping = True
         return self.stopping
 
-    def wait_for_job(self, tried: bool = False) -> Reserved | None:
-        """Reserve at once if a job is there, else block until woken (or something is due)."""
-        job, due = (None, self.next_due) if tried else self._retrying(lambda: self.hz.queue.reserve(self.queues))
-        while job is None and not self.should_stop():
+    def wait_for_jobs(self, tried: bool = False) -> list[Reserved]:
+        """Reserve at once if jobs are there, else block until woken (or something is due)."""
+        count = self.opts.prefetch
+        jobs, due = ([], self.next_due) if tried else self._retrying(
+            lambda: self.hz.queue.reserve_many(self.queues, count)
+        )
+        while not jobs and not self.should_stop():
             if self.opts.stop_when_empty and due is None:
                 self.stopping = True
-                return None
+                return []
             timeout = IDLE_WAIT if due is None else min(IDLE_WAIT, max(due - time.time(), 0.01))
             self.report("idle")
             self.interruptible = True
             try:
                 if self.stopping:
-                    return None
-                job, due = self._retrying(lambda t=timeout: self.hz.queue.wait_and_reserve(self.queues, t))
+                    return []
+                jobs, due = self._retrying(lambda t=timeout: self.hz.queue.wait_and_reserve(self.queues, t, count))
             except _Interrupt:
-                return None
+                return []
             finally:
                 self.interruptible = False
-        return job
+        self._unacked_since = time.monotonic()
+        return jobs
 
-    def process(self, job: Reserved) -> Reserved | None:
-        """Run one job, finish it and return the next one reserved in the same round trip."""
+    def process(self, job: Reserved) -> tuple[Reserved, str, float, str]:
+        """Run one job; returns the attempt to acknowledge ``(job, outcome, runtime ms, detail)``."""
         global _running
         self.job, _running = job, job
         self.report("processing")
         outcome, detail, runtime_ms = self.perform(job)
         self.state.jobs += 1
-        if self.should_recycle():
-            self.stopping = True
-        want_next = not self.should_stop()
-        state, next_job, self.next_due = self._retrying(
-            lambda: self.hz.queue.finish(job, outcome, runtime_ms, detail, self.queues if want_next else None)
-        )
         self.job, _running = None, None
-        if state == "stale":
-            log.warning("job %s: reservation was taken back while it ran", job.id)
-        return next_job
+        return job, outcome, runtime_ms, detail
 
     def perform(self, job: Reserved) -> tuple[str, str, float]:
         """Run the job's function under its timeout: (outcome, detail, runtime ms)."""

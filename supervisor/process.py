@@ -106,6 +106,7 @@ def spawn_worker(
             max_jobs=supervisor.max_jobs,
             max_time=supervisor.max_time,
             memory=supervisor.memory,
+            prefetch=supervisor.prefetch,
             parent_pid=parent,
         )
         worker = Worker(hz, options, on_state=shared.write)

@@ -41,9 +41,11 @@ from horizon.embedded import EmbeddedRedis  # noqa: E402
 PEERS_VENV = ROOT / "bench" / ".peers-venv"
 PEER_PACKAGES = ["rq", "celery[redis]", "dramatiq[redis]", "huey", "redis", "hiredis"]
 SYSTEMS = ("horizon", "rq", "celery", "dramatiq", "huey")
+PREFETCH = 16  # horizon workers reserve up to this many short jobs per round trip (Celery: prefetch 64)
 
 SETTINGS = {
-    "horizon": "`horizon start` (master, one supervisor, balance false, max_processes N: forked workers), hiredis",
+    "horizon": "`horizon start` (master, one supervisor, balance false, max_processes N: forked workers, "
+    "prefetch 16 for short jobs), hiredis",
     "rq": "`rq worker -w rq.worker.SimpleWorker` processes (no fork per job), default result_ttl",
     "celery": "one `celery worker -P prefork -c N --without-gossip --without-mingle --without-heartbeat`, "
     "acks_late, prefetch_multiplier 64 (docs: for many short tasks), results ignored",
@@ -85,7 +87,7 @@ class System:
     def horizon_config(self, url: str, processes: int) -> Path:
         path = self.workdir / f"horizon-{abs(hash(url))}-{processes}.yaml"
         if not path.exists():
-            supervisor = {"queue": ["default"], "balance": False, "max_processes": processes}
+            supervisor = {"queue": ["default"], "balance": False, "max_processes": processes, "prefetch": PREFETCH}
             data = {"prefix": "bench", "redis": {"url": url}, "imports": ["bench.peers.tasks_horizon"],
                     "defaults": {"supervisor-1": supervisor}}
             path.write_text(yaml.safe_dump(data))

@@ -266,9 +266,17 @@ local function recover_expired(queue, limit)
   local ids = redis.call('ZRANGEBYSCORE', K.reserved(queue), '-inf', ftime(NOW), 'LIMIT', 0, limit)
   for _, id in ipairs(ids) do
     redis.call('ZREM', K.reserved(queue), id)
-    local h = redis.call('HMGET', K.job(id), 'status', 'attempts', 'tries', 'name')
+    local h = redis.call('HMGET', K.job(id), 'status', 'attempts', 'tries', 'name', 'prefetched', 'lost_prefetched')
     if h[1] == 'reserved' then
-      if tonumber(h[2]) >= tonumber(h[3]) then
+      if h[5] == h[2] and tonumber(h[6] or '0') < tonumber(h[3]) then
+        -- prefetched by a worker that died: most likely it never started, so the try is not
+        -- counted (at most `tries` times, so a job that kills its worker still ends failed)
+        redis.call('HINCRBY', K.job(id), 'attempts', -1)
+        redis.call('HINCRBY', K.job(id), 'lost_prefetched', 1)
+        redis.call('HSET', K.job(id), 'status', 'pending')
+        enqueue(id, queue)
+        event('job:stalled', id, queue, h[4], 'pending', {attempts = tonumber(h[2]) - 1, prefetched = true})
+      elseif tonumber(h[2]) >= tonumber(h[3]) then
         fail_final(id, queue, h[4], cjson.encode({class = 'WorkerLost',
           message = 'the worker running attempt ' .. h[2] .. ' was lost (reservation expired)',
           traceback = ''}))
@@ -321,9 +329,34 @@ local function next_due(queues)
   return best
 end
 
--- Take the next job from the first non-paused queue that has one, in priority order.
+-- Reserve a job popped from queue q: nil when it is no longer pending. window is how long the
+-- worker may hold it before starting it (a prefetched job waits for the ones before it).
+local function take(q, id, window, prefetched)
+  local jk = K.job(id)
+  local h = redis.call('HMGET', jk, 'status', 'name', 'payload', 'tries', 'timeout', 'backoff', 'tags')
+  if h[1] ~= 'pending' then return nil end
+  local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
+  if prefetched then  -- which attempt was prefetched (recover_expired does not count it)
+    redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', ftime(NOW), 'prefetched', attempts)
+  else
+    redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', ftime(NOW))
+  end
+  redis.call('ZADD', K.reserved(q), ftime(NOW + window + tonumber(h[5]) + C.margin), id)
+  rate_record(q, id)
+  event('job:reserved', id, q, h[2], 'reserved', {attempts = attempts})
+  return {id, q, h[2], h[3], tostring(attempts), h[4], h[5], h[6], h[7]}, tonumber(h[5])
+end
+
+-- Prefetch only for queues of short jobs: a prefetched job waits for the ones before it.
+local function prefetchable(q)
+  local est = tonumber(redis.call('HGET', K.queue_metrics(q), 'estimate') or '')
+  return est ~= nil and est <= C.prefetch_ms
+end
+
+-- Take the next job from the first non-paused queue that has one, in priority order, and up to
+-- count - 1 more from the same queue when its jobs are short (prefetch; one round trip for many).
 -- woken_by names the queue whose wake token the worker already consumed ('' none, '?' unknown).
-local function reserve(queues, woken_by)
+local function reserve(queues, woken_by, count)
   for _, q in ipairs(queues) do
     promote_due(q, 100)
     recover_expired(q, 10)
@@ -333,21 +366,29 @@ local function reserve(queues, woken_by)
       while true do
         local id = redis.call('RPOP', K.queue(q))
         if not id then break end
-        local jk = K.job(id)
-        local h = redis.call('HMGET', jk, 'status', 'name', 'payload', 'tries', 'timeout', 'backoff', 'tags')
-        if h[1] == 'pending' then
-          local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
-          redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', ftime(NOW))
-          redis.call('ZADD', K.reserved(q), ftime(NOW + tonumber(h[5]) + C.margin), id)
+        local out, timeout = take(q, id, 0, false)
+        if out then
           if woken_by == '?' then
             -- pipelined right after the worker's BRPOP, which took a token if one was there
           elseif q ~= woken_by then
             redis.call('RPOP', K.wake(q))
             if woken_by ~= '' then redis.call('LPUSH', K.wake(woken_by), '1') end
           end
-          rate_record(q, id)
-          event('job:reserved', id, q, h[2], 'reserved', {attempts = attempts})
-          return {id, q, h[2], h[3], tostring(attempts), h[4], h[5], h[6], h[7]}
+          if (count or 1) > 1 and prefetchable(q) then
+            local window = timeout + C.grace
+            for _ = 2, count do
+              if not rate_allows(q) then break end
+              local more_id = redis.call('RPOP', K.queue(q))
+              if not more_id then break end
+              local more, more_timeout = take(q, more_id, window, true)
+              if more then
+                redis.call('RPOP', K.wake(q))
+                for _, v in ipairs(more) do out[#out + 1] = v end
+                window = window + more_timeout + C.grace
+              end
+            end
+          end
+          return out
         end
       end
       redis.call('DEL', K.wake(q))
@@ -425,4 +466,87 @@ local function push_jobs(first, n)
   trim_index('recent', C.trim.recent)
   trim_index('pending', C.trim.pending)
   return n
+end
+
+-- Finish one attempt: outcome 'completed' | 'failed' (retried while tries are left) |
+-- 'failed_final' | 'release' (put back without counting the attempt: it never ran).
+-- detail is the exception JSON (failures) or the job's output. Returns the new status or 'stale'.
+local function finish_one(outcome, id, attempt, runtime_text, detail)
+  local runtime = tonumber(runtime_text)
+  local jk = K.job(id)
+  local h = redis.call('HMGET', jk, 'status', 'attempts', 'tries', 'queue', 'name', 'backoff', 'retry_of',
+    'tags', 'index')
+  local state = 'stale'
+  local queue, name = h[4], h[5]
+
+  local function still_ours()
+    if h[1] == 'reserved' and tonumber(h[2]) == attempt then return true end
+    -- the reservation was taken back while this attempt ran; a success still counts
+    if outcome == 'completed' and h[1] == 'pending' then
+      redis.call('LREM', K.queue(queue), 1, id)
+      return true
+    end
+    if outcome == 'completed' and h[1] == 'scheduled' then
+      redis.call('ZREM', K.delayed(queue), id)
+      return true
+    end
+    return false
+  end
+
+  if outcome == 'release' then
+    if h[1] ~= 'reserved' or tonumber(h[2]) ~= attempt then return 'stale' end
+    redis.call('ZREM', K.reserved(queue), id)
+    redis.call('HINCRBY', jk, 'attempts', -1)
+    redis.call('HSET', jk, 'status', 'pending')
+    enqueue(id, queue)
+    event('job:pending', id, queue, name, 'pending', {released = true})
+    return 'pending'
+  end
+
+  if h[1] and still_ours() then
+    redis.call('ZREM', K.reserved(queue), id)
+    if outcome == 'completed' then
+      local score = fmt(stamp())
+      redis.call('HSET', jk, 'status', 'completed', 'completed_at', ftime(NOW), 'runtime', runtime_text)
+      if detail ~= '' then redis.call('HSET', jk, 'output', detail) end
+      redis.call('ZREM', K.index('pending'), id)
+      if C.silenced[name] then
+        redis.call('ZADD', K.index('silenced'), score, id)
+      else
+        redis.call('ZADD', K.index('completed'), score, id)
+      end
+      -- per-queue completed index (jq history by queue, queue detail counts), trimmed like the global one
+      redis.call('ZADD', K.queue_index(queue, 'completed'), score, id)
+      redis.call('ZREMRANGEBYSCORE', K.queue_index(queue, 'completed'), '-inf', '(' .. cutoff(C.trim.completed))
+      record_metrics(name, queue, runtime)
+      redis.call('EXPIRE', jk, keep_for(C.trim.completed, index_monitored(id, h[9] or score, h[8])))
+      if h[7] then update_retried_by(h[7], id, 'completed') end
+      workflow_done(id, true)
+      event('job:completed', id, queue, name, 'completed', {runtime = runtime})
+      trim_index(C.silenced[name] and 'silenced' or 'completed', C.trim.completed)  -- the one it went into
+      state = 'completed'
+    else
+      local attempts, tries = tonumber(h[2]), tonumber(h[3])
+      if outcome == 'failed' and attempts < tries then
+        local backoff = decode_list(h[6])
+        local delay = tonumber(backoff[math.min(attempts, #backoff)] or 0) or 0
+        redis.call('HSET', jk, 'exception', detail)
+        if delay > 0 then
+          redis.call('HSET', jk, 'status', 'scheduled', 'available_at', ftime(NOW + delay))
+          redis.call('ZADD', K.delayed(queue), ftime(NOW + delay), id)
+          event('job:delayed', id, queue, name, 'scheduled', {attempts = attempts, delay = delay})
+          state = 'scheduled'
+        else
+          redis.call('HSET', jk, 'status', 'pending')
+          enqueue(id, queue)
+          event('job:pending', id, queue, name, 'pending', {attempts = attempts})
+          state = 'pending'
+        end
+      else
+        fail_final(id, queue, name, detail)
+        state = 'failed'
+      end
+    end
+  end
+  return state
 end

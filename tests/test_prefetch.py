@@ -1,0 +1,111 @@
+"""Prefetch: a worker reserves several short jobs per round trip and acknowledges them together."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from horizon.queue import JobSpec
+from tests import sample_jobs
+from tests.helpers import wait_for
+
+NOOP = '{"args":[],"kwargs":{}}'
+
+
+def push(hz, queue: str, n: int, **options) -> list[str]:
+    return hz.queue.push([JobSpec(name="tests.noop", queue=queue, payload=NOOP, **options) for _ in range(n)])
+
+
+def short_estimate(hz, queue: str, ms: float = 1.0) -> None:
+    """Give the queue a runtime estimate, as its finished jobs would."""
+    hz.redis.hset(hz.keys.queue_metrics(queue), "estimate", ms)
+
+
+def test_no_prefetch_without_a_short_runtime_estimate(hz):
+    push(hz, "fresh", 5)
+    jobs, _ = hz.queue.reserve_many(["fresh"], 4)
+    assert len(jobs) == 1
+    short_estimate(hz, "fresh", 500.0)  # long jobs: never prefetched
+    jobs, _ = hz.queue.reserve_many(["fresh"], 4)
+    assert len(jobs) == 1
+
+
+def test_prefetched_reservations_wait_their_turn(hz, redis_client):
+    short_estimate(hz, "short")
+    ids = push(hz, "short", 6, timeout=2)
+    jobs, _ = hz.queue.reserve_many(["short"], 4)
+    assert [j.id for j in jobs] == ids[:4]
+    deadlines = [redis_client.zscore(hz.keys.reserved("short"), j.id) for j in jobs]
+    # each later job's window covers the ones before it (timeout + grace each)
+    gaps = [b - a for a, b in zip(deadlines, deadlines[1:], strict=False)]
+    assert all(g == pytest.approx(2 + 5, abs=0.01) for g in gaps), gaps
+    assert redis_client.llen(hz.keys.queue("short")) == 2
+    states, more, _ = hz.queue.finish_many([(j, "completed", 0.5, "") for j in jobs], ["short"], 4)
+    assert states == ["completed"] * 4
+    assert [j.id for j in more] == ids[4:]
+
+
+def test_release_puts_prefetched_jobs_back_without_counting(hz):
+    short_estimate(hz, "rel")
+    ids = push(hz, "rel", 3)
+    jobs, _ = hz.queue.reserve_many(["rel"], 3)
+    states, _, _ = hz.queue.finish_many([(j, "release", 0.0, "") for j in jobs])
+    assert states == ["pending"] * 3
+    for job_id in ids:
+        h = hz.queue.get(job_id)
+        assert (h["status"], h["attempts"]) == ("pending", "0")
+
+
+def test_lost_prefetched_jobs_do_not_lose_a_try(hz, redis_client):
+    short_estimate(hz, "lost")
+    ids = push(hz, "lost", 3, tries=1)
+    jobs, _ = hz.queue.reserve_many(["lost"], 3)
+    assert len(jobs) == 3
+    # the worker dies holding them: every deadline passes
+    redis_client.zadd(hz.keys.reserved("lost"), {j.id: time.time() - 1 for j in jobs})
+    assert hz.queue.maintain()[1] == 3
+    first = hz.queue.get(ids[0])
+    assert first["status"] == "failed"  # it was running: that try counts (tries=1)
+    assert json.loads(first["exception"])["class"] == "WorkerLost"
+    for job_id in ids[1:]:
+        h = hz.queue.get(job_id)
+        assert (h["status"], h["attempts"], h["lost_prefetched"]) == ("pending", "0", "1")
+    # a job that keeps dying while prefetched still ends failed after `tries` such losses
+    job, _ = hz.queue.reserve(["lost"])
+    redis_client.hset(hz.keys.job(job.id), mapping={"prefetched": job.attempts})
+    redis_client.zadd(hz.keys.reserved("lost"), {job.id: time.time() - 1})
+    hz.queue.maintain()
+    assert hz.queue.get(job.id)["status"] == "failed"
+
+
+def test_worker_with_prefetch_runs_every_job_once(hz, procs, redis_client):
+    key = f"prefetch-{time.time()}"
+    short_estimate(hz, "default")
+    ids = sample_jobs.record.dispatch_many([((key, i), {}) for i in range(400)])
+    result = procs.run("work", "--stop-when-empty", "--prefetch", "8")
+    assert result.returncode == 0, result.stderr
+    values = sorted(int(v.split(":")[0]) for v in redis_client.lrange(key, 0, -1))
+    assert values == list(range(400))
+    assert {hz.queue.get(i)["status"] for i in ids} == {"completed"}
+    redis_client.delete(key)
+
+
+def test_term_puts_unstarted_prefetched_jobs_back(hz, procs, redis_client):
+    key = f"prefetch-term-{time.time()}"
+    short_estimate(hz, "default", 10.0)
+    ids = sample_jobs.sleep.dispatch_many([((key, 0.03), {}) for _ in range(40)])
+    worker = procs.horizon("work", "--prefetch", "16")
+    wait_for(lambda: redis_client.llen(key) >= 2)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0
+    states = [hz.queue.get(i) for i in ids]
+    done = [h for h in states if h["status"] == "completed"]
+    back = [h for h in states if h["status"] == "pending"]
+    assert len(done) + len(back) == 40
+    assert done and back
+    assert all(h["attempts"] == "0" for h in back)
+    assert redis_client.zcard(hz.keys.reserved("default")) == 0
+    redis_client.delete(key)
