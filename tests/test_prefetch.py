@@ -109,3 +109,15 @@ def test_term_puts_unstarted_prefetched_jobs_back(hz, procs, redis_client):
     assert all(h["attempts"] == "0" for h in back)
     assert redis_client.zcard(hz.keys.reserved("default")) == 0
     redis_client.delete(key)
+
+
+@pytest.mark.parametrize(("value", "ok"), [(1, True), (16, True), (0, False), (65, False), ("8", False)])
+def test_prefetch_setting_is_validated(value, ok):
+    from horizon.config import ConfigError, settings_from_dict
+
+    data = {"defaults": {"supervisor-1": {"prefetch": value}}}
+    if ok:
+        assert settings_from_dict(data).supervisor("supervisor-1").prefetch == value
+    else:
+        with pytest.raises(ConfigError, match=r"defaults\.supervisor-1\.prefetch"):
+            settings_from_dict(data)
