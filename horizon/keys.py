@@ -18,7 +18,6 @@ in one place.
 | index:<list>                    | zset   | recent/pending/completed/silenced/failed/             | trimmed by score  |
 |                                 |        | recent_failed job ids scored by a clock stamp         |                   |
 | index:queue:<q>:<list>          | zset   | same, per queue (completed, failed)                   | trimmed by score  |
-| silenced                        | set    | job names listed as silenced instead of completed     | none              |
 | monitoring                      | set    | monitored tags                                        | none              |
 | tag:<tag>:jobs                  | zset   | jobs carrying a monitored tag, by push stamp          | trimmed by score, |
 |                                 |        | (pending, completed, failed; deleted on unmonitor)    | trim.monitored    |
@@ -37,7 +36,6 @@ in one place.
 | lock:<task>                     | string | periodic task lock (SET NX PX)                        | PX                |
 | idempotency:<key>               | string | job id created with that idempotency key              | idempotency_ttl   |
 | ratelimit:<q>                   | zset   | recent start times for a rate-limited queue           | window            |
-| ratelimits                      | hash   | queue -> "jobs:per" limits                            | none              |
 | wait_alert:<connection:queue>   | string | rate-limit marker for long-wait alerts                | alert interval    |
 | schedules                       | hash   | API-created schedules: name -> JSON entry             | none              |
 | schedule:<name>:fired           | string | last time a schedule was considered (unix s, forward) | none              |
@@ -68,7 +66,6 @@ SCHEMA: dict[str, str] = {
     "paused": "{p}:paused",
     "index": "{p}:index:{list}",
     "queue_index": "{p}:index:queue:{queue}:{list}",
-    "silenced": "{p}:silenced",
     "monitoring": "{p}:monitoring",
     "tag_jobs": "{p}:tag:{tag}:jobs",
     "tag_failed": "{p}:tag:{tag}:failed",
@@ -88,7 +85,6 @@ SCHEMA: dict[str, str] = {
     "lock": "{p}:lock:{task}",
     "idempotency": "{p}:idempotency:{key}",
     "ratelimit": "{p}:ratelimit:{queue}",
-    "ratelimits": "{p}:ratelimits",
     "wait_alert": "{p}:wait_alert:{queue}",
     "schedules": "{p}:schedules",
     "schedule_fired": "{p}:schedule:{name}:fired",
