@@ -550,3 +550,26 @@ local function finish_one(outcome, id, attempt, runtime_text, detail)
   end
   return state
 end
+
+-- Retry a failed job: copy it as a new pending job (retry_of on the copy, an entry on the
+-- original's retried_by list). h is the original's HMGET of RETRY_FIELDS; extra holds further
+-- fields for the copy (e.g. batch_id). Returns nothing.
+local RETRY_FIELDS = {'status', 'name', 'queue', 'payload', 'tags', 'tries', 'timeout', 'backoff', 'type',
+  'retried_by'}
+local function retry_copy(id, new_id, h, extra)
+  local nk = K.job(new_id)
+  local score = fmt(stamp())
+  redis.call('HSET', nk, 'id', new_id, 'name', h[2], 'queue', h[3], 'status', 'pending',
+    'payload', h[4], 'tags', h[5], 'attempts', '0', 'tries', h[6], 'timeout', h[7],
+    'backoff', h[8], 'pushed_at', ftime(NOW), 'index', score, 'retry_of', id)
+  if h[9] then redis.call('HSET', nk, 'type', h[9]) end
+  for k, v in pairs(extra or {}) do redis.call('HSET', nk, k, v) end
+  enqueue(new_id, h[3])
+  redis.call('ZADD', K.index('recent'), score, new_id)
+  redis.call('ZADD', K.index('pending'), score, new_id)
+  index_monitored(new_id, score, h[5])
+  local retried = decode_list(h[10])
+  retried[#retried + 1] = {id = new_id, status = 'pending', retried_at = NOW}
+  redis.call('HSET', K.job(id), 'retried_by', cjson.encode(retried))
+  event('job:pending', new_id, h[3], h[2], 'pending', {retry_of = id, batch = extra and extra.batch_id})
+end
