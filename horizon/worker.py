@@ -142,6 +142,7 @@ class Worker:
             )
             self.done.append((self.job, "failed", self.job.timeout * 1000, detail))
             self.job = None
+        self.stopping = True  # unstarted prefetched jobs go back with the acknowledgement
         try:
             self.acknowledge(want_next=False)
         except Exception:
