@@ -59,3 +59,15 @@ def crash(key: str) -> None:
 @job(name="tests.noop")
 def noop() -> None:
     return None
+
+
+@job(name="tests.stubborn")
+def stubborn(key: str, seconds: float) -> None:
+    """Swallows its timeout and keeps running: the worker's hard timeout must stop it."""
+    _r().rpush(key, "start")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except Exception:
+            pass

@@ -247,3 +247,16 @@ def test_push_once_pushes_a_locked_occurrence_exactly_once(hz, redis_client):
     assert redis_client.lrange(hz.keys.queue("once"), 0, -1) == [specs[0].id]
     assert not redis_client.exists(hz.keys.job(specs[1].id))
     assert redis_client.get(hz.keys.lock("schedule:nightly:1700000000.000")) == "host-0"
+
+
+def test_job_ignoring_its_timeout_is_stopped_by_the_hard_timeout(hz, procs, redis_client):
+    key = f"stubborn-{time.time()}"
+    job_id = sample_jobs.stubborn.options(timeout=0.5).dispatch(key, 60)
+    start = time.monotonic()
+    result = procs.run("work", timeout=30)
+    assert result.returncode == 70, result.stderr  # EXIT_HARD_TIMEOUT
+    assert time.monotonic() - start < 20
+    h = job_hash(hz, job_id)
+    assert h["status"] == "failed"
+    assert "ignored its timeout" in json.loads(h["exception"])["message"]
+    redis_client.delete(key)
