@@ -113,14 +113,15 @@ local function record_metric(key, runtime_ms, bucket)
     'runtime_total', string.format('%.3f', (tonumber(h[3] or '') or 0) + runtime_ms),
     b, string.format('%d', (tonumber(h[4] or '') or 0) + 1),
     'estimate', string.format('%.3f', est))
+  return not h[5]  -- first measurement of this name
 end
 
 local function record_metrics(name, queue, runtime_ms)
   local bucket = bucket_of(runtime_ms)
-  record_metric(K.job_metrics(name), runtime_ms, bucket)
-  record_metric(K.queue_metrics(queue), runtime_ms, bucket)
-  redis.call('SADD', K.measured_jobs(), name)
-  redis.call('SADD', K.measured_queues(), queue)
+  if record_metric(K.job_metrics(name), runtime_ms, bucket) then redis.call('SADD', K.measured_jobs(), name) end
+  if record_metric(K.queue_metrics(queue), runtime_ms, bucket) then
+    redis.call('SADD', K.measured_queues(), queue)
+  end
   local minute = K.throughput(math.floor(NOW / 60))
   if redis.call('INCR', minute) == 1 then redis.call('EXPIRE', minute, 7200) end
 end
@@ -209,8 +210,9 @@ local function batch_member_done(bid, id, ok)
 end
 
 -- Called when a job completes (ok) or fails for good: continuations and batch counts.
-local function workflow_done(id, ok)
-  local bid = redis.call('HGET', K.job(id), 'batch_id')
+-- bid: the job's batch_id when the caller read it (false: none), nil to read it here.
+local function workflow_done(id, ok, bid)
+  if bid == nil then bid = redis.call('HGET', K.job(id), 'batch_id') end
   if ok then release_children(id) else cancel_children(id) end
   if bid then batch_member_done(bid, id, ok) end
 end
@@ -475,7 +477,7 @@ local function finish_one(outcome, id, attempt, runtime_text, detail)
   local runtime = tonumber(runtime_text)
   local jk = K.job(id)
   local h = redis.call('HMGET', jk, 'status', 'attempts', 'tries', 'queue', 'name', 'backoff', 'retry_of',
-    'tags', 'index')
+    'tags', 'index', 'batch_id')
   local state = 'stale'
   local queue, name = h[4], h[5]
 
@@ -507,8 +509,12 @@ local function finish_one(outcome, id, attempt, runtime_text, detail)
     redis.call('ZREM', K.reserved(queue), id)
     if outcome == 'completed' then
       local score = fmt(stamp())
-      redis.call('HSET', jk, 'status', 'completed', 'completed_at', ftime(NOW), 'runtime', runtime_text)
-      if detail ~= '' then redis.call('HSET', jk, 'output', detail) end
+      if detail ~= '' then
+        redis.call('HSET', jk, 'status', 'completed', 'completed_at', ftime(NOW), 'runtime', runtime_text,
+          'output', detail)
+      else
+        redis.call('HSET', jk, 'status', 'completed', 'completed_at', ftime(NOW), 'runtime', runtime_text)
+      end
       redis.call('ZREM', K.index('pending'), id)
       if C.silenced[name] then
         redis.call('ZADD', K.index('silenced'), score, id)
@@ -521,7 +527,7 @@ local function finish_one(outcome, id, attempt, runtime_text, detail)
       record_metrics(name, queue, runtime)
       redis.call('EXPIRE', jk, keep_for(C.trim.completed, index_monitored(id, h[9] or score, h[8])))
       if h[7] then update_retried_by(h[7], id, 'completed') end
-      workflow_done(id, true)
+      workflow_done(id, true, h[10])
       event('job:completed', id, queue, name, 'completed', {runtime = runtime})
       trim_index(C.silenced[name] and 'silenced' or 'completed', C.trim.completed)  -- the one it went into
       state = 'completed'
