@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import signal
 import socket
@@ -32,6 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.output import save  # noqa: E402
 from horizon.config import settings_from_dict  # noqa: E402
 from horizon.context import configure  # noqa: E402
 from horizon.embedded import EmbeddedRedis  # noqa: E402
@@ -189,9 +189,7 @@ def main() -> None:
     results["target_p99_ms"], results["target_met"] = TARGET_P99_MS, target
     print(f"target p99 <= {TARGET_P99_MS:g} ms: {'met' if target else 'NOT met'} "
           f"(load average {results['load_average_1m_at_end']} on {results['cpus']} CPUs)")  # fmt: skip
-    out = ROOT / "bench" / "results" / "api.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {save('api', results)}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ writes bench/results/core.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.output import print_figures, save  # noqa: E402
 from horizon.config import settings_from_dict  # noqa: E402
 from horizon.context import configure  # noqa: E402
 from horizon.embedded import EmbeddedRedis  # noqa: E402
@@ -148,12 +148,8 @@ def main() -> None:
         for p in procs:
             p.terminate()
             p.wait()
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "core.json").write_text(json.dumps(results, indent=2))
-    width = max(len(k) for k in results)
-    for k, v in results.items():
-        print(f"{k:<{width}}  {v}")
+    save("core", results)
+    print_figures(results)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ completed), then times GET stats, workload and jobs/failed through the Flask app
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.output import print_figures, save  # noqa: E402
 from horizon.config import settings_from_dict  # noqa: E402
 from horizon.context import configure  # noqa: E402
 from horizon.embedded import EmbeddedRedis  # noqa: E402
@@ -89,12 +89,8 @@ def main() -> None:
         prefix = hz.settings.web.path + "/api"
         for route in ("stats", "workload", "jobs/failed", "jobs/pending", "jobs/completed"):
             result[f"api_{route.replace('/', '_')}"] = timed(web, f"{prefix}/{route}", 50)
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "retention.json").write_text(json.dumps(result, indent=2))
-    width = max(len(k) for k in result)
-    for k, v in result.items():
-        print(f"{k:<{width}}  {v}")
+    save("retention", result)
+    print_figures(result)
 
 
 if __name__ == "__main__":

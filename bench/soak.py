@@ -15,7 +15,6 @@ Prints a table and writes bench/results/soak.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -29,6 +28,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.output import save  # noqa: E402
 from horizon.config import Settings, TrimSettings, settings_from_dict  # noqa: E402
 from horizon.embedded import EmbeddedRedis  # noqa: E402
 
@@ -134,9 +134,7 @@ def main() -> None:
         phase("default", args.jobs, args.rate, None, args.workers),
         phase("short", args.jobs, args.rate, args.trim_seconds, args.workers),
     ]
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "soak.json").write_text(json.dumps(results, indent=2))
+    save("soak", results)
     keys = [k for k in results[0] if k != "memory_samples"]
     width = max(len(k) for k in keys)
     for k in keys:

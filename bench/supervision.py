@@ -26,6 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.output import save  # noqa: E402
 from horizon.config import SupervisorSettings, settings_from_dict  # noqa: E402
 from horizon.context import configure  # noqa: E402
 from horizon.embedded import EmbeddedRedis  # noqa: E402
@@ -104,9 +105,7 @@ def main() -> None:
             "idle_memory": idle_memory(server.url, tmp),
         }
     print(json.dumps(result, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "supervision.json").write_text(json.dumps(result, indent=2) + "\n")
+    save("supervision", result)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.output import save  # noqa: E402
 from bench.peers.body import COUNTER  # noqa: E402
 from bench.peers.proxy import RoundTripProxy  # noqa: E402
 from horizon.embedded import EmbeddedRedis  # noqa: E402
@@ -316,9 +317,7 @@ def main() -> None:
                 merge(results[system.name], figures)
                 print(f"{label:32} {system.name:9} {figures}", flush=True)
         meta["load_average_after"] = os.getloadavg()
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "peers.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    save("peers", {"meta": meta, "results": results})
     print(json.dumps(meta))
     for name, r in results.items():
         print(f"{name}: {r.get('settings', '')}; bulk = {r.get('dispatch_bulk_how', '')}")
