@@ -8,6 +8,7 @@ Calls go through redis-py's ``Script`` (EVALSHA, loading the script on NOSCRIPT)
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -36,12 +37,54 @@ TIMEOUT_GRACE = 5.0
 PREFETCH_MAX_RUNTIME_MS = 50
 
 
+# A top-level definition in the prelude: ``local function f``, ``local X =`` or ``K.name = function``.
+_DEFINITION = re.compile(r"^(?:local function (\w+)|local (\w+)\s*=|K\.(\w+) = function)")
+_WORD = re.compile(r"\bK\.\w+|\b[A-Za-z_]\w*")
+
+
+def _references(code: str) -> set[str]:
+    """Names a piece of Lua mentions outside comments (``K.x`` counts as ``K.x`` and ``K``)."""
+    words: set[str] = set()
+    for line in code.splitlines():
+        for word in _WORD.findall(line.split("--", 1)[0]):
+            words.add(word)
+            if word.startswith("K."):
+                words.add("K")
+    return words
+
+
+def _prelude_chunks() -> list[tuple[str, str]]:
+    """The prelude as ``(defined name, text)`` pieces in order, comments kept with what follows."""
+    lua = resources.files("horizon") / "lua"
+    text = (lua / "prelude.lua").read_text().replace("--@KEYS@", lua_builders())
+    chunks: list[tuple[str, list[str]]] = []
+    pending: list[str] = []  # comment and blank lines waiting for the next definition
+    for line in text.splitlines():
+        match = _DEFINITION.match(line)
+        if match:
+            name = match.group(1) or match.group(2) or f"K.{match.group(3)}"
+            chunks.append((name, [*pending, line]))
+            pending = []
+        elif chunks and not (line.startswith("--") or not line.strip()):
+            chunks[-1][1].extend([*pending, line])
+            pending = []
+        else:
+            pending.append(line)
+    return [(name, "\n".join(lines)) for name, lines in chunks]
+
+
 @cache
 def source(name: str) -> str:
-    """Full Lua source of script ``name``: prelude with key builders, then the script body."""
-    lua = resources.files("horizon") / "lua"
-    prelude = (lua / "prelude.lua").read_text().replace("--@KEYS@", lua_builders())
-    return prelude + "\n" + (lua / f"{name}.lua").read_text()
+    """Lua source of script ``name``: the prelude pieces it uses (key builders, helpers, settings),
+    then the script body. Each Redis call runs the whole text, so unused helpers are left out:
+    every helper defined is a closure allocated per call."""
+    body = (resources.files("horizon") / "lua" / f"{name}.lua").read_text()
+    chunks = _prelude_chunks()
+    needed = _references(body)
+    for chunk_name, text in reversed(chunks):  # a helper only uses those defined before it
+        if chunk_name in needed:
+            needed |= _references(text) - {chunk_name}
+    return "\n".join(text for chunk_name, text in chunks if chunk_name in needed) + "\n" + body
 
 
 def script_settings(settings: Settings) -> str:
