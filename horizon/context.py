@@ -33,6 +33,7 @@ class Horizon:
         self.queue = JobQueue(self)
 
     def close(self) -> None:
+        self.scripts.close()
         self.redis.close()
 
 

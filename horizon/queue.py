@@ -191,14 +191,8 @@ class JobQueue:
         self, queues: Sequence[str], timeout: float, count: int = 1
     ) -> tuple[list[Reserved], float | None]:
         """Block for a wake-up token and reserve, pipelined: one network round trip."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.brpop([self.keys.wake(q) for q in queues], timeout=max(timeout, 0.01))
-        self.scripts.send(pipe, "reserve", "?", count, *queues)
-        _, reply = pipe.execute(raise_on_error=False)
-        if isinstance(reply, redis.exceptions.NoScriptError):
-            return self.reserve_many(queues, count, "?")  # script cache flushed (a Redis restart)
-        if isinstance(reply, Exception):
-            raise reply
+        brpop = ("BRPOP", *[self.keys.wake(q) for q in queues], f"{max(timeout, 0.01):.3f}")
+        _, reply = self.scripts.after_blocking(brpop, "reserve", "?", count, *queues)
         return Reserved.list_from_reply(reply), _next_due(reply)
 
     def release(self, job: Reserved) -> bool:

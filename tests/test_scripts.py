@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 
 from horizon import scripts
+from horizon.queue import JobSpec
 
 
 def _prelude_names() -> set[str]:
@@ -32,3 +34,50 @@ def test_scripts_leave_out_helpers_they_do_not_use() -> None:
     assert "local function push_jobs" not in finish
     # a script that touches no setting does not decode them
     assert "cjson.decode(ARGV[2])" not in scripts.source("page")
+
+
+def _spec() -> JobSpec:
+    return JobSpec(name="tests.add", queue="default", payload='{"args":[],"kwargs":{}}')
+
+
+def test_script_calls_survive_a_flushed_script_cache(hz, redis_client) -> None:
+    hz.queue.push([_spec()])
+    redis_client.script_flush()
+    hz.queue.push([_spec()])
+    redis_client.script_flush()
+    jobs, _ = hz.queue.reserve_many(["default"], 1)
+    assert len(jobs) == 1
+    redis_client.script_flush()
+    # the blocking wait sends BRPOP and the reserve script together; NOSCRIPT on the second reply
+    jobs, _ = hz.queue.wait_and_reserve(["default"], 1.0)
+    assert len(jobs) == 1
+    assert redis_client.llen(hz.keys.queue("default")) == 0
+
+
+def test_a_killed_script_connection_is_replaced(hz, redis_client) -> None:
+    connection = hz.scripts.connection()
+    hz.queue.push([_spec()])
+    connection.send_command("CLIENT", "ID")
+    redis_client.client_kill_filter(_id=connection.read_response())
+    ids = hz.queue.push([_spec()])
+    assert redis_client.hget(hz.keys.job(ids[0]), "status") == "pending"
+    assert redis_client.llen(hz.keys.queue("default")) == 2
+
+
+def test_a_forked_child_never_uses_the_parents_script_connection(hz, redis_client) -> None:
+    hz.queue.push([_spec()])
+    parent_connection = hz.scripts.connection()
+    pid = os.fork()
+    if pid == 0:  # child: its own connection, its own reply
+        try:
+            spec = _spec()
+            own = hz.scripts.connection() is not parent_connection
+            os._exit(0 if own and hz.queue.push([spec]) == [spec.id] else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    spec = _spec()
+    assert hz.queue.push([spec]) == [spec.id]
+    assert hz.scripts.connection() is parent_connection
+    assert redis_client.llen(hz.keys.queue("default")) == 3
