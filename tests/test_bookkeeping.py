@@ -451,3 +451,33 @@ def test_clear_queue_deletes_pending_and_scheduled_jobs_only(hz, redis_client):
     hz.queue.finish(running, "completed", 1.0)
     assert jobs.get(running.id)["status"] == "completed"
     assert jobs.clear_queue("q") == 0
+
+
+def test_one_finish_call_for_many_jobs_records_what_one_call_per_job_does(hz, redis_client):
+    """finish_many writes metrics once per name and queue: the figures match job-by-job finishing."""
+    runtimes = [0.5, 3.0, 3.0, 40.0, 700.0]
+    one = with_settings(hz, prefix=hz.settings.prefix + "-one")
+    for target in (hz, one):
+        push(target, len(runtimes), name="tests.noop")
+        push(target, 1, name="tests.other")
+    for runtime in [*runtimes, 9.0]:  # one at a time
+        job, _ = one.queue.reserve(["default"])
+        one.queue.finish(job, "completed", runtime)
+    reserved = [hz.queue.reserve(["default"])[0] for _ in range(len(runtimes) + 1)]
+    done = [(job, "completed", ms, "") for job, ms in zip(reserved, [*runtimes, 9.0], strict=True)]
+    states, _, _ = hz.queue.finish_many(done)
+    assert states == ["completed"] * 6
+    for kind, name in (("job", "tests.noop"), ("job", "tests.other"), ("queue", "default")):
+        key = {"job": "job_metrics", "queue": "queue_metrics"}[kind]
+        many = redis_client.hgetall(getattr(hz.keys, key)(name))
+        single = redis_client.hgetall(getattr(one.keys, key)(name))
+        # job by job, the estimate is rounded to 3 decimals after each job; in one call, once
+        assert float(many.pop("estimate")) == pytest.approx(float(single.pop("estimate")), abs=0.01)
+        assert many == single and int(many["throughput"]) in (1, 5, 6)
+    minute = math.floor(redis_client.time()[0] / 60)  # the call ran in this minute or the one before
+    counts = [redis_client.get(hz.keys.throughput(m)) for m in (minute, minute - 1)]
+    assert sorted(counts, key=str) == sorted(["6", None], key=str)
+    assert MetricsRepository(hz).measured_jobs() == ["tests.noop", "tests.other"]
+    assert redis_client.zcard(hz.keys.index("completed")) == 6
+    for key in redis_client.scan_iter(match=f"{{{one.settings.prefix}}}:*"):
+        redis_client.delete(key)

@@ -41,6 +41,7 @@ if key ~= '' then redis.call('HSET', jk, 'idempotency_key', key) end
 if waiting then
   if available_at then redis.call('HSET', jk, 'available_at', ftime(available_at)) end
   redis.call('SADD', K.children(parent), id)
+  redis.call('HSET', K.job(parent), 'has_children', '1')  -- finish looks for children only then
 elseif status == 'scheduled' then
   redis.call('HSET', jk, 'available_at', ftime(available_at))
   redis.call('ZADD', K.delayed(queue), ftime(available_at), id)

@@ -8,6 +8,7 @@ for i = 0, n - 1 do
   local b = 4 + i * 5
   result[#result + 1] = finish_one(ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3], ARGV[b + 4])
 end
+finish_flush()  -- metrics and trims of the completed ones (prefetch reads the runtime estimate)
 local c = 4 + 5 * n
 local count = tonumber(ARGV[c])
 if count > 0 then

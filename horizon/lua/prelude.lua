@@ -101,29 +101,71 @@ local function bucket_of(ms)
   return #BUCKETS + 1
 end
 
--- One read and one write per metrics hash (hot path: each redis.call costs a few microseconds).
-local function record_metric(key, runtime_ms, bucket)
-  local b = 'b' .. bucket
-  local h = redis.call('HMGET', key, 'throughput', 'runtime', 'runtime_total', b, 'estimate')
-  -- the runtime estimate (ms) survives snapshots: an exponential moving average
-  local est = tonumber(h[5] or '')
-  if est then est = est * 0.8 + runtime_ms * 0.2 else est = runtime_ms end
-  redis.call('HSET', key, 'throughput', string.format('%d', (tonumber(h[1] or '') or 0) + 1),
-    'runtime', string.format('%.3f', (tonumber(h[2] or '') or 0) + runtime_ms),
-    'runtime_total', string.format('%.3f', (tonumber(h[3] or '') or 0) + runtime_ms),
-    b, string.format('%d', (tonumber(h[4] or '') or 0) + 1),
-    'estimate', string.format('%.3f', est))
-  return not h[5]  -- first measurement of this name
+-- Completed jobs' metrics and index trims, gathered while a script finishes jobs and written by
+-- finish_flush() at its end: one read and one write per metrics hash per call, not per job
+-- (hot path: each redis.call costs a few microseconds).
+local _finished = nil
+local function finished()
+  if not _finished then _finished = {jobs = {}, queues = {}, n = 0, trims = {}} end
+  return _finished
 end
 
 local function record_metrics(name, queue, runtime_ms)
-  local bucket = bucket_of(runtime_ms)
-  if record_metric(K.job_metrics(name), runtime_ms, bucket) then redis.call('SADD', K.measured_jobs(), name) end
-  if record_metric(K.queue_metrics(queue), runtime_ms, bucket) then
-    redis.call('SADD', K.measured_queues(), queue)
+  local f = finished()
+  for _, entry in ipairs({{f.jobs, name}, {f.queues, queue}}) do
+    local runtimes = entry[1][entry[2]]
+    if not runtimes then runtimes = {}; entry[1][entry[2]] = runtimes end
+    runtimes[#runtimes + 1] = runtime_ms
   end
-  local minute = K.throughput(math.floor(NOW / 60))
-  if redis.call('INCR', minute) == 1 then redis.call('EXPIRE', minute, 7200) end
+  f.n = f.n + 1
+end
+
+-- Add runtimes (ms, in completion order) to a metrics hash; true on the name's first measurement.
+local function write_metric(key, runtimes)
+  local fields, counts = {'throughput', 'runtime', 'runtime_total', 'estimate'}, {}
+  for _, ms in ipairs(runtimes) do
+    local b = 'b' .. bucket_of(ms)
+    if not counts[b] then counts[b] = 0; fields[#fields + 1] = b end
+    counts[b] = counts[b] + 1
+  end
+  local h = redis.call('HMGET', key, unpack(fields))
+  -- the runtime estimate (ms) survives snapshots: an exponential moving average
+  local est, sum = tonumber(h[4] or ''), 0
+  for _, ms in ipairs(runtimes) do
+    sum = sum + ms
+    if est then est = est * 0.8 + ms * 0.2 else est = ms end
+  end
+  local args = {'throughput', string.format('%d', (tonumber(h[1] or '') or 0) + #runtimes),
+    'runtime', string.format('%.3f', (tonumber(h[2] or '') or 0) + sum),
+    'runtime_total', string.format('%.3f', (tonumber(h[3] or '') or 0) + sum),
+    'estimate', string.format('%.3f', est)}
+  for i = 5, #fields do
+    args[#args + 1] = fields[i]
+    args[#args + 1] = string.format('%d', (tonumber(h[i] or '') or 0) + counts[fields[i]])
+  end
+  redis.call('HSET', key, unpack(args))
+  return not h[4]
+end
+
+-- Write what finish_one gathered: metrics per job name and queue, the minute's throughput, and
+-- one trim of each index the finished jobs went into.
+local function finish_flush()
+  local f = _finished
+  if not f then return end
+  _finished = nil
+  for name, runtimes in pairs(f.jobs) do
+    if write_metric(K.job_metrics(name), runtimes) then redis.call('SADD', K.measured_jobs(), name) end
+  end
+  for queue, runtimes in pairs(f.queues) do
+    if write_metric(K.queue_metrics(queue), runtimes) then redis.call('SADD', K.measured_queues(), queue) end
+  end
+  if f.n > 0 then
+    local minute = K.throughput(math.floor(NOW / 60))
+    if redis.call('INCRBY', minute, f.n) == f.n then redis.call('EXPIRE', minute, 7200) end
+  end
+  for key, _ in pairs(f.trims) do
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cutoff(C.trim.completed))
+  end
 end
 
 -- Workflows. A job waiting for a parent (field 'after', listed in the parent's children set) or
@@ -210,10 +252,12 @@ local function batch_member_done(bid, id, ok)
 end
 
 -- Called when a job completes (ok) or fails for good: continuations and batch counts.
--- bid: the job's batch_id when the caller read it (false: none), nil to read it here.
-local function workflow_done(id, ok, bid)
+-- bid: the job's batch_id when the caller read it (false: none), nil to read it here;
+-- has_children likewise ('has_children' is set on a job when a child waits for it).
+local function workflow_done(id, ok, bid, has_children)
   if bid == nil then bid = redis.call('HGET', K.job(id), 'batch_id') end
-  if ok then release_children(id) else cancel_children(id) end
+  if has_children == false then  -- read by the caller: nobody waits for this job
+  elseif ok then release_children(id) else cancel_children(id) end
   if bid then batch_member_done(bid, id, ok) end
 end
 
@@ -335,13 +379,14 @@ end
 -- worker may hold it before starting it (a prefetched job waits for the ones before it).
 local function take(q, id, window, prefetched)
   local jk = K.job(id)
-  local h = redis.call('HMGET', jk, 'status', 'name', 'payload', 'tries', 'timeout', 'backoff', 'tags')
+  local h = redis.call('HMGET', jk, 'status', 'name', 'payload', 'tries', 'timeout', 'backoff', 'tags', 'attempts')
   if h[1] ~= 'pending' then return nil end
-  local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
+  local attempts = (tonumber(h[8] or '') or 0) + 1
+  local a = string.format('%d', attempts)
   if prefetched then  -- which attempt was prefetched (recover_expired does not count it)
-    redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', ftime(NOW), 'prefetched', attempts)
+    redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', ftime(NOW), 'attempts', a, 'prefetched', a)
   else
-    redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', ftime(NOW))
+    redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', ftime(NOW), 'attempts', a)
   end
   redis.call('ZADD', K.reserved(q), ftime(NOW + window + tonumber(h[5]) + C.margin), id)
   rate_record(q, id)
@@ -378,17 +423,26 @@ local function reserve(queues, woken_by, count)
           end
           if (count or 1) > 1 and prefetchable(q) then
             local window = timeout + C.grace
-            for _ = 2, count do
-              if not rate_allows(q) then break end
-              local more_id = redis.call('RPOP', K.queue(q))
-              if not more_id then break end
+            local taken = 0
+            local function add(more_id)
               local more, more_timeout = take(q, more_id, window, true)
               if more then
-                redis.call('RPOP', K.wake(q))
                 for _, v in ipairs(more) do out[#out + 1] = v end
                 window = window + more_timeout + C.grace
+                taken = taken + 1
               end
             end
+            if C.rl[q] then  -- rate limited: ask before each start
+              for _ = 2, count do
+                if not rate_allows(q) then break end
+                local more_id = redis.call('RPOP', K.queue(q))
+                if not more_id then break end
+                add(more_id)
+              end
+            else  -- one pop for the lot (RPOP with a count: Redis 6.2)
+              for _, more_id in ipairs(redis.call('RPOP', K.queue(q), count - 1) or {}) do add(more_id) end
+            end
+            if taken > 0 then redis.call('RPOP', K.wake(q), taken) end
           end
           return out
         end
@@ -477,7 +531,7 @@ local function finish_one(outcome, id, attempt, runtime_text, detail)
   local runtime = tonumber(runtime_text)
   local jk = K.job(id)
   local h = redis.call('HMGET', jk, 'status', 'attempts', 'tries', 'queue', 'name', 'backoff', 'retry_of',
-    'tags', 'index', 'batch_id')
+    'tags', 'index', 'batch_id', 'has_children')
   local state = 'stale'
   local queue, name = h[4], h[5]
 
@@ -523,13 +577,14 @@ local function finish_one(outcome, id, attempt, runtime_text, detail)
       end
       -- per-queue completed index (jq history by queue, queue detail counts), trimmed like the global one
       redis.call('ZADD', K.queue_index(queue, 'completed'), score, id)
-      redis.call('ZREMRANGEBYSCORE', K.queue_index(queue, 'completed'), '-inf', '(' .. cutoff(C.trim.completed))
+      local trims = finished().trims
+      trims[K.queue_index(queue, 'completed')] = true
+      trims[K.index(C.silenced[name] and 'silenced' or 'completed')] = true  -- the one it went into
       record_metrics(name, queue, runtime)
       redis.call('EXPIRE', jk, keep_for(C.trim.completed, index_monitored(id, h[9] or score, h[8])))
       if h[7] then update_retried_by(h[7], id, 'completed') end
-      workflow_done(id, true, h[10])
+      workflow_done(id, true, h[10], h[11])
       event('job:completed', id, queue, name, 'completed', {runtime = runtime})
-      trim_index(C.silenced[name] and 'silenced' or 'completed', C.trim.completed)  -- the one it went into
       state = 'completed'
     else
       local attempts, tries = tonumber(h[2]), tonumber(h[3])
