@@ -7,6 +7,7 @@ With no ``redis.url`` the embedded redis-server (started by ``horizon up``) writ
 from __future__ import annotations
 
 import os
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,8 +52,27 @@ def redis_url(settings: Settings) -> str:
         ) from None
 
 
+@cache
+def _client_identity() -> dict[str, object]:
+    """How connections name themselves in CLIENT LIST (``redis-py(horizon_v<version>)``), worked
+    out once per process: redis-py otherwise reads its package metadata for every new connection."""
+    try:
+        from importlib.metadata import version
+
+        ours = version("horizon-redis-queue")
+    except Exception:
+        ours = "0"
+    try:
+        from redis.driver_info import DriverInfo
+    except ImportError:  # redis-py before DriverInfo
+        return {"lib_version": redis.__version__}
+    return {"driver_info": DriverInfo(lib_version=redis.__version__).add_upstream_driver("horizon", ours)}
+
+
 def connect(settings: Settings, *, url: str | None = None, **options: object) -> redis.Redis:
     """A new client (decoded responses, hiredis parser when installed)."""
+    for key, value in _client_identity().items():
+        options.setdefault(key, value)
     options.setdefault("decode_responses", True)
     options.setdefault("health_check_interval", 30)
     # longer than any blocking wait (worker.IDLE_WAIT), short enough to notice a dead server

@@ -70,6 +70,22 @@ def current() -> Horizon:
     return _current
 
 
+def after_fork(settings: Settings) -> Horizon:
+    """In a forked child: keep the parent's horizon when it was configured with ``settings``.
+
+    Its client's connection pool and the script connections notice the new pid and open fresh
+    connections (never the parent's sockets); the objects themselves stay shared copy-on-write
+    with the parent, which keeps each worker's own memory (USS) small. Otherwise configure anew.
+    """
+    global _pid
+    with _lock:
+        if _current is not None and _current.settings is settings:
+            _pid = os.getpid()
+            return _current
+    reset()
+    return configure(settings)
+
+
 def reset() -> None:
     """Forget the configured connection (a forked child calls this, then ``configure``)."""
     global _current, _pid

@@ -1,4 +1,8 @@
-"""Periodic maintenance in the master (APScheduler): each task runs once per interval over every master."""
+"""Periodic maintenance in the master (APScheduler): each task runs once per interval over every master.
+
+Everything the tasks use is imported at the top, before the master forks its supervisors: those
+pages are then shared copy-on-write with every child instead of private to the master (its USS).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,10 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from horizon.context import Horizon
-from horizon.repositories.supervisors import Locks
+from horizon.repositories.metrics import MetricsRepository
+from horizon.repositories.supervisors import Locks, SupervisorRepository
+from horizon.repositories.workload import WorkloadRepository
+from horizon.schedules import fire_due
 from supervisor import tuning
 
 log = logging.getLogger(__name__)
@@ -23,27 +30,17 @@ def maintain_queues(hz: Horizon) -> None:
 
 
 def snapshot_metrics(hz: Horizon) -> None:
-    """Record a metrics snapshot (skipped while the metrics repository is not available)."""
-    try:
-        from horizon.repositories.metrics import MetricsRepository
-    except ImportError:
-        log.debug("metrics repository not available; snapshot skipped")
-        return
+    """Record a metrics snapshot."""
     MetricsRepository(hz).snapshot()
 
 
 def detect_long_waits(hz: Horizon) -> None:
     """Log (and record as events) queues waiting longer than their ``waits`` threshold."""
-    from horizon.repositories.supervisors import SupervisorRepository
-    from horizon.repositories.workload import WorkloadRepository
-
     WorkloadRepository(hz, processes_by_queue=SupervisorRepository(hz).processes_by_queue).long_waits()
 
 
 def fire_schedules(hz: Horizon, owner: str) -> None:
     """Dispatch due schedule occurrences; a lock per (schedule, fire time) makes each fire once."""
-    from horizon.schedules import fire_due
-
     try:
         fire_due(hz, owner=owner)
     except Exception:

@@ -95,8 +95,7 @@ def spawn_worker(
     parent = os.getpid()
 
     def run() -> int:
-        context.reset()
-        hz = context.configure(settings)
+        hz = context.after_fork(settings)
         set_process_name(f"{name}:worker-{os.getpid()}")
         if supervisor.nice:
             os.nice(supervisor.nice)

@@ -247,8 +247,7 @@ def run_supervisor(settings: Settings, options: SupervisorSettings, master: str,
     from horizon.logs import set_process_name
     from supervisor.signals import NAMES
 
-    context.reset()
-    hz = context.configure(settings)
+    hz = context.after_fork(settings)
     set_process_name(f"{master}:{options.name}")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signals = SignalQueue({s: v for s, v in NAMES.items() if s != signal.SIGINT})

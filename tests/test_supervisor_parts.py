@@ -150,3 +150,36 @@ def test_every_level_answers_to_the_same_verbs(hz):
     sup = Supervisor(hz, SupervisorSettings(name="s"), master="verbs")
     master = MasterSupervisor(hz, name="verbs")
     assert all(isinstance(level, Supervised) for level in (pool, sup, master))
+
+
+def test_a_forked_child_keeps_the_horizon_but_never_the_parents_connections(hz, redis_client):
+    """context.after_fork: the same objects (shared copy-on-write), fresh sockets in the child."""
+    from horizon import context
+    from horizon.queue import JobSpec
+
+    def spec() -> JobSpec:
+        return JobSpec(name="tests.add", queue="default", payload='{"args":[],"kwargs":{}}')
+
+    hz.redis.ping()
+    hz.queue.push([spec()])  # the parent's pool and script connection are both open
+    parent_socket = hz.redis.connection_pool.get_connection()
+    hz.redis.connection_pool.release(parent_socket)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            child = context.after_fork(hz.settings)
+            ours = child is hz and context.current() is hz
+            job = spec()
+            pushed = child.queue.push([job]) == [job.id]
+            pooled = child.redis.connection_pool.get_connection()
+            fresh = pooled is not parent_socket and child.redis.hget(child.keys.job(job.id), "status") == "pending"
+            os._exit(0 if ours and pushed and fresh else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # the parent's connections were left alone: its replies still come back in step
+    job = spec()
+    assert hz.queue.push([job]) == [job.id]
+    assert hz.redis.hget(hz.keys.job(job.id), "status") == "pending"
+    assert redis_client.llen(hz.keys.queue("default")) == 3
