@@ -479,9 +479,13 @@ local function remove_job(id, from_list)
 end
 
 -- Push n jobs whose fields start at ARGV[first], 10 per job (see push.lua). Returns n.
+-- Per job one HSET and one event; the indexes and queue lists get one write per call.
 local function push_jobs(first, n)
   local monitored = redis.call('SCARD', K.monitoring()) > 0
-  local runnable = {}  -- queue -> jobs made runnable: one SADD and one batch of wake tokens per queue
+  local pushed_at = ftime(NOW)
+  local scored = {}    -- score, id pairs for the recent and pending indexes
+  local runnable = {}  -- queue -> ids made runnable, in push order
+  local queues = {}    -- queues in first-seen order
   for i = 0, n - 1 do
     local b = first + i * 10
     local id, name, queue, payload, tags = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
@@ -492,30 +496,39 @@ local function push_jobs(first, n)
     if available_at and available_at > NOW then status = 'scheduled' end
     redis.call('HSET', jk, 'id', id, 'name', name, 'queue', queue, 'status', status,
       'payload', payload, 'tags', tags, 'attempts', '0', 'tries', ARGV[b + 5],
-      'timeout', ARGV[b + 6], 'backoff', ARGV[b + 7], 'pushed_at', ftime(NOW), 'index', score)
+      'timeout', ARGV[b + 6], 'backoff', ARGV[b + 7], 'pushed_at', pushed_at, 'index', score)
     if ARGV[b + 9] ~= '' then
       for k, v in pairs(cjson.decode(ARGV[b + 9])) do redis.call('HSET', jk, k, tostring(v)) end
     end
+    if not runnable[queue] then runnable[queue] = {}; queues[#queues + 1] = queue end
     if status == 'scheduled' then
       redis.call('HSET', jk, 'available_at', ftime(available_at))
       redis.call('ZADD', K.delayed(queue), ftime(available_at), id)
     else
-      redis.call('LPUSH', K.queue(queue), id)
+      local ids = runnable[queue]
+      ids[#ids + 1] = id
     end
-    runnable[queue] = (runnable[queue] or 0) + (status == 'pending' and 1 or 0)
-    redis.call('ZADD', K.index('recent'), score, id)
-    redis.call('ZADD', K.index('pending'), score, id)
+    scored[#scored + 1] = score
+    scored[#scored + 1] = id
     if monitored then index_monitored(id, score, tags) end
     event(status == 'pending' and 'job:pending' or 'job:delayed', id, queue, name, status)
   end
-  for queue, count in pairs(runnable) do
+  if n > 0 then
+    redis.call('ZADD', K.index('recent'), unpack(scored))
+    redis.call('ZADD', K.index('pending'), unpack(scored))
+  end
+  for _, queue in ipairs(queues) do
     redis.call('SADD', K.queues(), queue)
-    -- as enqueue() per job: a wake-up token per runnable job, at most wake_cap waiting
-    local tokens = math.min(count, C.wake_cap - redis.call('LLEN', K.wake(queue)))
-    if tokens > 0 then
-      local ones = {}
-      for t = 1, tokens do ones[t] = '1' end
-      redis.call('LPUSH', K.wake(queue), unpack(ones))
+    local ids = runnable[queue]
+    if #ids > 0 then
+      redis.call('LPUSH', K.queue(queue), unpack(ids))
+      -- as enqueue() per job: a wake-up token per runnable job, at most wake_cap waiting
+      local tokens = math.min(#ids, C.wake_cap - redis.call('LLEN', K.wake(queue)))
+      if tokens > 0 then
+        local ones = {}
+        for t = 1, tokens do ones[t] = '1' end
+        redis.call('LPUSH', K.wake(queue), unpack(ones))
+      end
     end
   end
   flush_clock()
