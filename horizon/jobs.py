@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from horizon import payload
-from horizon.queue import JobSpec
+from horizon.queue import JobSpec, new_job_ids
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,12 @@ class BoundJob:
 
     def spec(self, args: Sequence[Any], kwargs: Mapping[str, Any], hz: Any) -> JobSpec:
         """The JobSpec to push; raises PayloadError before anything is written."""
+        return self._specs([(args, kwargs)], hz)[0]
+
+    def _specs(self, calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]], hz: Any) -> list[JobSpec]:
+        """One JobSpec per call: what the options decide is worked out once, then each call's
+        payload (PayloadError before anything is written), tags and id."""
         d, o = self.definition, self.opts
-        body = payload.encode(args, kwargs)
         queue = o.queue or d.queue or DEFAULT_QUEUE
         defaults = hz.settings.queue_defaults(queue)
         tries = o.tries or d.tries or (defaults.tries if defaults else DEFAULT_TRIES)
@@ -156,17 +160,17 @@ class BoundJob:
         available_at = _timestamp(o.run_at)
         if o.delay:
             available_at = time.time() + float(o.delay)
-        tags = list(dict.fromkeys([*d.auto_tags(args, kwargs), *o.tags]))
-        return JobSpec(
-            name=d.name,
-            queue=queue,
-            payload=body,
-            tags=tags,
-            tries=int(tries),
-            timeout=float(timeout),
-            backoff=backoff,
-            available_at=available_at,
-        )
+        same = {"name": d.name, "queue": queue, "tries": int(tries), "timeout": float(timeout), "backoff": backoff,
+                "available_at": available_at}
+        calls = list(calls)
+        ids = new_job_ids(len(calls))
+        extra_tags, tag_hook = list(dict.fromkeys(o.tags)), d.tags is not None
+        specs = []
+        for (args, kwargs), job_id in zip(calls, ids, strict=True):
+            body = payload.encode(args, kwargs)
+            tags = list(dict.fromkeys([*d.auto_tags(args, kwargs), *extra_tags])) if tag_hook else extra_tags
+            specs.append(JobSpec(payload=body, tags=tags, id=job_id, **same))
+        return specs
 
     def dispatch(self, *args: Any, **kwargs: Any) -> str:
         """Push one job (one Redis round trip); returns its id."""
@@ -187,8 +191,7 @@ class BoundJob:
         hz = current()
         if self.opts.after or self.opts.idempotency_key is not None:
             return [self.dispatch(*args, **kwargs) for args, kwargs in calls]
-        specs = [self.spec(args, kwargs, hz) for args, kwargs in calls]
-        return hz.queue.push(specs)
+        return hz.queue.push(self._specs(calls, hz))
 
 
 def job(

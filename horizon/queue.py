@@ -7,6 +7,7 @@ release and record progress through here. Reads for the API live in the reposito
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import redis
 if TYPE_CHECKING:
     from horizon.context import Horizon
 
-PUSH_CHUNK = 1000  # jobs per push script call in bulk dispatch
+PUSH_CHUNK = 500  # jobs per push script call in bulk dispatch
 
 _compact = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -35,6 +36,18 @@ class JobNotFound(LookupError):
 
 class JobConflict(RuntimeError):
     """The job is not in a state that allows the operation."""
+
+
+def new_job_ids(n: int) -> list[str]:
+    """``n`` random (version 4) UUID strings, from one read of the system's random source."""
+    raw = bytearray(os.urandom(16 * n))
+    ids = []
+    for i in range(0, 16 * n, 16):
+        raw[i + 6] = (raw[i + 6] & 0x0F) | 0x40  # version 4
+        raw[i + 8] = (raw[i + 8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw[i : i + 16].hex()
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,12 +140,9 @@ class JobQueue:
         if len(specs) == 1:
             self.scripts.call("push", 1, *specs[0].argv())
             return [specs[0].id]
-        pipe = self.redis.pipeline(transaction=False)
-        for start in range(0, len(specs), PUSH_CHUNK):
-            chunk = specs[start : start + PUSH_CHUNK]
-            args = [a for spec in chunk for a in spec.argv()]
-            self.scripts.call("push", len(chunk), *args, client=pipe)
-        pipe.execute()
+        chunks = (specs[start : start + PUSH_CHUNK] for start in range(0, len(specs), PUSH_CHUNK))
+        # each chunk is written as soon as it is built: Redis pushes one while the next is built
+        self.scripts.call_each("push", ([len(chunk), *(a for spec in chunk for a in spec.argv())] for chunk in chunks))
         return [spec.id for spec in specs]
 
     def push_once(self, spec: JobSpec, lock_task: str, owner: str, lock_ms: int) -> bool:

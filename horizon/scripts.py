@@ -11,7 +11,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -182,6 +182,39 @@ class Scripts:
         except (redis.ConnectionError, redis.TimeoutError):
             connection.disconnect()
             return self._scripts[name](keys=self._routing, args=self.args(*args))
+
+    def call_each(self, name: str, calls: Iterable[Sequence[Any]]) -> list[Any]:
+        """Run script ``name`` once per argument list, pipelined: each call is written as soon as
+        the iterator yields it, then the replies are read in order. A flushed script cache is
+        loaded again and the refused calls (which did not run) are sent again. On a connection
+        error the calls already written may have run; the error is raised, nothing is re-sent."""
+        connection = self.connection()
+        try:  # a connection the server closed (a restart) is replaced before anything is written
+            if connection.is_connected and connection.can_read(timeout=0):
+                connection.disconnect()  # unread data: out of step
+        except (redis.ConnectionError, redis.TimeoutError):
+            connection.disconnect()
+        sent: list[tuple[Any, ...]] = []
+        replies: list[Any] = []
+        try:
+            for args in calls:
+                sent.append(tuple(args))
+                connection.send_packed_command(connection.pack_command(*self._command(name, sent[-1])))
+            for _ in sent:
+                try:
+                    replies.append(connection.read_response())
+                except redis.ResponseError as exc:  # the reply was read whole: the connection is in step
+                    replies.append(exc)
+        except BaseException:
+            connection.disconnect()
+            raise
+        for i, reply in enumerate(replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                replies[i] = self._load_and_call(connection, name, sent[i])
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def after_blocking(self, blocking: Sequence[Any], name: str, *args: Any) -> tuple[Any, Any]:
         """Send a blocking command and script ``name`` together (one network round trip): Redis

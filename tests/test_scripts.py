@@ -81,3 +81,24 @@ def test_a_forked_child_never_uses_the_parents_script_connection(hz, redis_clien
     assert hz.queue.push([spec]) == [spec.id]
     assert hz.scripts.connection() is parent_connection
     assert redis_client.llen(hz.keys.queue("default")) == 3
+
+
+def test_a_bulk_push_after_a_flushed_script_cache_pushes_every_chunk_once(hz, redis_client) -> None:
+    from horizon.queue import PUSH_CHUNK
+
+    specs = [_spec() for _ in range(PUSH_CHUNK * 2 + 7)]
+    redis_client.script_flush()
+    assert hz.queue.push(specs) == [s.id for s in specs]
+    queued = redis_client.lrange(hz.keys.queue("default"), 0, -1)
+    assert sorted(queued) == sorted(s.id for s in specs)
+    assert redis_client.zcard(hz.keys.index("pending")) == len(specs)
+
+
+def test_a_bulk_push_on_a_connection_the_server_closed_reconnects_first(hz, redis_client) -> None:
+    connection = hz.scripts.connection()
+    hz.queue.push([_spec()])
+    connection.send_command("CLIENT", "ID")
+    redis_client.client_kill_filter(_id=connection.read_response())
+    specs = [_spec() for _ in range(3)]
+    assert hz.queue.push(specs) == [s.id for s in specs]
+    assert redis_client.llen(hz.keys.queue("default")) == 4
