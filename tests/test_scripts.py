@@ -25,6 +25,16 @@ def test_every_script_loads_and_defines_each_helper_it_uses(name: str, redis_cli
     assert used <= defined_names, f"{name} uses {sorted(used - defined_names)} without defining them"
 
 
+def test_every_top_level_local_of_the_prelude_is_one_name_the_assembler_sees() -> None:
+    """``local a, b = ...`` at the top level would hide ``b`` from the assembler: one name per line."""
+    from importlib import resources
+
+    text = (resources.files("horizon") / "lua" / "prelude.lua").read_text()
+    for line in text.splitlines():
+        if line.startswith("local "):
+            assert scripts._DEFINITION.match(line), f"prelude line defines more than one name: {line!r}"
+
+
 def test_scripts_leave_out_helpers_they_do_not_use() -> None:
     push, finish = scripts.source("push"), scripts.source("finish")
     assert "local function push_jobs" in push

@@ -5,7 +5,7 @@
 local bid, name, total = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local bk = K.batch(bid)
 redis.call('HSET', bk, 'id', bid, 'name', name, 'total_jobs', total, 'pending_jobs', total,
-  'failed_jobs', 0, 'failed_job_ids', '[]', 'created_at', ftime(NOW))
+  'failed_jobs', 0, 'failed_job_ids', '[]', 'created_at', NOW_TEXT)
 local cb = {}
 local i = 6
 while i <= #ARGV do
@@ -14,7 +14,7 @@ while i <= #ARGV do
   local score = fmt(stamp())
   redis.call('HSET', jk, 'id', id, 'name', jname, 'queue', queue, 'status', 'scheduled',
     'payload', ARGV[i + 4], 'tags', ARGV[i + 5], 'attempts', '0', 'tries', ARGV[i + 6],
-    'timeout', ARGV[i + 7], 'backoff', ARGV[i + 8], 'pushed_at', ftime(NOW), 'index', score,
+    'timeout', ARGV[i + 7], 'backoff', ARGV[i + 8], 'pushed_at', NOW_TEXT, 'index', score,
     'waiting_batch', bid)
   if ARGV[i + 9] ~= '' then redis.call('HSET', jk, 'available_at', ARGV[i + 9]) end
   if ARGV[i + 10] ~= '' then

@@ -17,7 +17,7 @@ while #todo > 0 do
     redis.call('ZREM', K.delayed(h[2]), cid)
     redis.call('ZREM', K.index('pending'), cid)
     if h[4] then redis.call('SREM', K.children(h[4]), cid) end
-    redis.call('HSET', jk, 'status', 'cancelled', 'cancelled_at', ftime(NOW))
+    redis.call('HSET', jk, 'status', 'cancelled', 'cancelled_at', NOW_TEXT)
     redis.call('EXPIRE', jk, C.trim.completed)
     if h[5] then update_retried_by(h[5], cid, 'cancelled') end
     event('job:cancelled', cid, h[2], h[3], 'cancelled', cid ~= id and {parent = h[4]} or nil)

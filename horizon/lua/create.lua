@@ -32,7 +32,7 @@ local status = 'pending'
 if waiting or (available_at and available_at > NOW) then status = 'scheduled' end
 redis.call('HSET', jk, 'id', id, 'name', name, 'queue', queue, 'status', status,
   'payload', payload, 'tags', tags, 'attempts', '0', 'tries', ARGV[12],
-  'timeout', ARGV[13], 'backoff', ARGV[14], 'pushed_at', ftime(NOW), 'index', score)
+  'timeout', ARGV[13], 'backoff', ARGV[14], 'pushed_at', NOW_TEXT, 'index', score)
 if ARGV[16] ~= '' then
   for k, v in pairs(cjson.decode(ARGV[16])) do redis.call('HSET', jk, k, tostring(v)) end
 end

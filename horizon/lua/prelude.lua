@@ -8,6 +8,8 @@ local C = cjson.decode(ARGV[2])
 local T = redis.call('TIME')
 local NOW = tonumber(T[1]) + tonumber(T[2]) / 1000000
 local NOW_US = tonumber(T[1]) * 1000000 + tonumber(T[2])
+local NOW_TEXT = string.format('%.6f', NOW)  -- NOW as stored in job hashes and scores
+local NOW_JSON = string.format('%.14g', NOW)  -- NOW as cjson writes it
 
 local function fmt(n) return string.format('%.0f', n) end
 local function ftime(n) return string.format('%.6f', n) end
@@ -27,10 +29,11 @@ end
 
 local function event(name, id, queue, jobname, status, extra)
   if C.events_max <= 0 then return end
-  local data = {job_id = id, queue = queue, name = jobname, status = status, time = NOW}
+  local data = {job_id = id, queue = queue, name = jobname, status = status}
   if extra then for k, v in pairs(extra) do data[k] = v end end
+  -- the time is spliced in as text: formatting one float per call, not per event
   redis.call('XADD', K.events(), 'MAXLEN', '~', C.events_max, '*',
-    'event', name, 'data', cjson.encode(data))
+    'event', name, 'data', '{"time":' .. NOW_JSON .. ',' .. string.sub(cjson.encode(data), 2))
 end
 
 local function queue_event(name, queue, extra)
@@ -101,6 +104,30 @@ local function bucket_of(ms)
   return #BUCKETS + 1
 end
 
+-- Sorted-set writes of the jobs a script finishes or reserves, gathered per key and written with
+-- one ZREM and one ZADD per key by flush_indexes() (each redis.call costs a few microseconds).
+local _zrems = {}
+local _zadds = {}
+local function flush_indexes()
+  for key, members in pairs(_zrems) do redis.call('ZREM', key, unpack(members)) end
+  for key, pairs_ in pairs(_zadds) do redis.call('ZADD', key, unpack(pairs_)) end
+  _zrems = {}
+  _zadds = {}
+end
+local function zrem_later(key, member)
+  local t = _zrems[key]
+  if not t then t = {}; _zrems[key] = t end
+  t[#t + 1] = member
+  if #t >= 1000 then flush_indexes() end
+end
+local function zadd_later(key, score, member)
+  local t = _zadds[key]
+  if not t then t = {}; _zadds[key] = t end
+  t[#t + 1] = score
+  t[#t + 1] = member
+  if #t >= 2000 then flush_indexes() end
+end
+
 -- Completed jobs' metrics and index trims, gathered while a script finishes jobs and written by
 -- finish_flush() at its end: one read and one write per metrics hash per call, not per job
 -- (hot path: each redis.call costs a few microseconds).
@@ -110,13 +137,16 @@ local function finished()
   return _finished
 end
 
+local function add_runtime(by, key, runtime_ms)
+  local runtimes = by[key]
+  if not runtimes then runtimes = {}; by[key] = runtimes end
+  runtimes[#runtimes + 1] = runtime_ms
+end
+
 local function record_metrics(name, queue, runtime_ms)
   local f = finished()
-  for _, entry in ipairs({{f.jobs, name}, {f.queues, queue}}) do
-    local runtimes = entry[1][entry[2]]
-    if not runtimes then runtimes = {}; entry[1][entry[2]] = runtimes end
-    runtimes[#runtimes + 1] = runtime_ms
-  end
+  add_runtime(f.jobs, name, runtime_ms)
+  add_runtime(f.queues, queue, runtime_ms)
   f.n = f.n + 1
 end
 
@@ -150,6 +180,7 @@ end
 -- Write what finish_one gathered: metrics per job name and queue, the minute's throughput, and
 -- one trim of each index the finished jobs went into.
 local function finish_flush()
+  flush_indexes()
   local f = _finished
   if not f then return end
   _finished = nil
@@ -196,7 +227,7 @@ local function cancel_waiting(id, reason)
   local h = redis.call('HMGET', jk, 'status', 'queue', 'name')
   if not is_waiting(id, h[1], h[2]) then return false end
   redis.call('ZREM', K.index('pending'), id)
-  redis.call('HSET', jk, 'status', 'cancelled', 'cancelled_at', ftime(NOW))
+  redis.call('HSET', jk, 'status', 'cancelled', 'cancelled_at', NOW_TEXT)
   redis.call('EXPIRE', jk, C.trim.completed)
   event('job:cancelled', id, h[2], h[3], 'cancelled', reason)
   return true
@@ -225,7 +256,7 @@ end
 
 -- Every member is done: then (no failures) or catch's cleanup, finally; the batch is kept trim.failed.
 local function batch_finish(bk, cb)
-  redis.call('HSET', bk, 'finished_at', ftime(NOW))
+  redis.call('HSET', bk, 'finished_at', NOW_TEXT)
   local failed = tonumber(redis.call('HGET', bk, 'failed_jobs') or '0')
   if cb[1] then
     if failed == 0 then release_waiting(cb[1]) else cancel_waiting(cb[1], {batch = 'failed'}) end
@@ -265,7 +296,7 @@ end
 local function fail_final(id, queue, name, exception)
   local jk = K.job(id)
   local score = fmt(stamp())
-  redis.call('HSET', jk, 'status', 'failed', 'failed_at', ftime(NOW), 'exception', exception)
+  redis.call('HSET', jk, 'status', 'failed', 'failed_at', NOW_TEXT, 'exception', exception)
   local th = redis.call('HMGET', jk, 'tags', 'index')
   local monitored = index_monitored(id, th[2] or score, th[1])
   redis.call('ZREM', K.index('pending'), id)
@@ -294,7 +325,7 @@ local function paused(queue) return redis.call('SISMEMBER', K.paused(), queue) =
 
 -- Scheduled jobs whose time has come go to their queue.
 local function promote_due(queue, limit)
-  local due = redis.call('ZRANGEBYSCORE', K.delayed(queue), '-inf', ftime(NOW), 'LIMIT', 0, limit)
+  local due = redis.call('ZRANGEBYSCORE', K.delayed(queue), '-inf', NOW_TEXT, 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
     redis.call('ZREM', K.delayed(queue), id)
     local jk = K.job(id)
@@ -309,7 +340,7 @@ end
 
 -- Reservations past their deadline: the worker died or hung. That attempt counts as a try.
 local function recover_expired(queue, limit)
-  local ids = redis.call('ZRANGEBYSCORE', K.reserved(queue), '-inf', ftime(NOW), 'LIMIT', 0, limit)
+  local ids = redis.call('ZRANGEBYSCORE', K.reserved(queue), '-inf', NOW_TEXT, 'LIMIT', 0, limit)
   for _, id in ipairs(ids) do
     redis.call('ZREM', K.reserved(queue), id)
     local h = redis.call('HMGET', K.job(id), 'status', 'attempts', 'tries', 'name', 'prefetched', 'lost_prefetched')
@@ -349,7 +380,7 @@ local function rate_record(queue, id)
   local rl = C.rl[queue]
   if not rl then return end
   local key = K.ratelimit(queue)
-  redis.call('ZADD', key, ftime(NOW), id .. ':' .. ftime(NOW))
+  redis.call('ZADD', key, NOW_TEXT, id .. ':' .. NOW_TEXT)
   redis.call('PEXPIRE', key, math.ceil(rl[2] * 1000) + 1000)
 end
 
@@ -384,11 +415,11 @@ local function take(q, id, window, prefetched)
   local attempts = (tonumber(h[8] or '') or 0) + 1
   local a = string.format('%d', attempts)
   if prefetched then  -- which attempt was prefetched (recover_expired does not count it)
-    redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', ftime(NOW), 'attempts', a, 'prefetched', a)
+    redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', NOW_TEXT, 'attempts', a, 'prefetched', a)
   else
-    redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', ftime(NOW), 'attempts', a)
+    redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', NOW_TEXT, 'attempts', a)
   end
-  redis.call('ZADD', K.reserved(q), ftime(NOW + window + tonumber(h[5]) + C.margin), id)
+  zadd_later(K.reserved(q), ftime(NOW + window + tonumber(h[5]) + C.margin), id)
   rate_record(q, id)
   event('job:reserved', id, q, h[2], 'reserved', {attempts = attempts})
   return {id, q, h[2], h[3], tostring(attempts), h[4], h[5], h[6], h[7]}, tonumber(h[5])
@@ -444,6 +475,7 @@ local function reserve(queues, woken_by, count)
             end
             if taken > 0 then redis.call('RPOP', K.wake(q), taken) end
           end
+          flush_indexes()
           return out
         end
       end
@@ -482,7 +514,7 @@ end
 -- Per job one HSET and one event; the indexes and queue lists get one write per call.
 local function push_jobs(first, n)
   local monitored = redis.call('SCARD', K.monitoring()) > 0
-  local pushed_at = ftime(NOW)
+  local pushed_at = NOW_TEXT
   local scored = {}    -- score, id pairs for the recent and pending indexes
   local runnable = {}  -- queue -> ids made runnable, in push order
   local queues = {}    -- queues in first-seen order
@@ -573,26 +605,24 @@ local function finish_one(outcome, id, attempt, runtime_text, detail)
   end
 
   if h[1] and still_ours() then
-    redis.call('ZREM', K.reserved(queue), id)
+    zrem_later(K.reserved(queue), id)
     if outcome == 'completed' then
       local score = fmt(stamp())
       if detail ~= '' then
-        redis.call('HSET', jk, 'status', 'completed', 'completed_at', ftime(NOW), 'runtime', runtime_text,
+        redis.call('HSET', jk, 'status', 'completed', 'completed_at', NOW_TEXT, 'runtime', runtime_text,
           'output', detail)
       else
-        redis.call('HSET', jk, 'status', 'completed', 'completed_at', ftime(NOW), 'runtime', runtime_text)
+        redis.call('HSET', jk, 'status', 'completed', 'completed_at', NOW_TEXT, 'runtime', runtime_text)
       end
-      redis.call('ZREM', K.index('pending'), id)
-      if C.silenced[name] then
-        redis.call('ZADD', K.index('silenced'), score, id)
-      else
-        redis.call('ZADD', K.index('completed'), score, id)
-      end
+      zrem_later(K.index('pending'), id)
+      local into = K.index(C.silenced[name] and 'silenced' or 'completed')
+      zadd_later(into, score, id)
       -- per-queue completed index (jq history by queue, queue detail counts), trimmed like the global one
-      redis.call('ZADD', K.queue_index(queue, 'completed'), score, id)
+      local per_queue = K.queue_index(queue, 'completed')
+      zadd_later(per_queue, score, id)
       local trims = finished().trims
-      trims[K.queue_index(queue, 'completed')] = true
-      trims[K.index(C.silenced[name] and 'silenced' or 'completed')] = true  -- the one it went into
+      trims[per_queue] = true
+      trims[into] = true
       record_metrics(name, queue, runtime)
       redis.call('EXPIRE', jk, keep_for(C.trim.completed, index_monitored(id, h[9] or score, h[8])))
       if h[7] then update_retried_by(h[7], id, 'completed') end
@@ -635,7 +665,7 @@ local function retry_copy(id, new_id, h, extra)
   local score = fmt(stamp())
   redis.call('HSET', nk, 'id', new_id, 'name', h[2], 'queue', h[3], 'status', 'pending',
     'payload', h[4], 'tags', h[5], 'attempts', '0', 'tries', h[6], 'timeout', h[7],
-    'backoff', h[8], 'pushed_at', ftime(NOW), 'index', score, 'retry_of', id)
+    'backoff', h[8], 'pushed_at', NOW_TEXT, 'index', score, 'retry_of', id)
   if h[9] then redis.call('HSET', nk, 'type', h[9]) end
   for k, v in pairs(extra or {}) do redis.call('HSET', nk, k, v) end
   enqueue(new_id, h[3])

@@ -14,8 +14,8 @@ local function take(metrics_key, snapshots_key, keep, wait)
   if throughput > 0 then snap.runtime = runtime_ms / throughput / 1000 end
   if wait then snap.wait = wait end
   -- time spliced in with microseconds (cjson keeps 14 digits): snapshots stay distinct members
-  local member = '{"time":' .. ftime(NOW) .. ',' .. string.sub(cjson.encode(snap), 2)
-  redis.call('ZADD', snapshots_key, ftime(NOW), member)
+  local member = '{"time":' .. NOW_TEXT .. ',' .. string.sub(cjson.encode(snap), 2)
+  redis.call('ZADD', snapshots_key, NOW_TEXT, member)
   redis.call('ZREMRANGEBYRANK', snapshots_key, 0, -(keep + 1))
   redis.call('HSET', metrics_key, 'throughput', '0', 'runtime', '0')
 end
