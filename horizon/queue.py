@@ -91,25 +91,23 @@ class Reserved:
     attempts: int
     tries: int
     timeout: float
-    backoff: list[float]
-    tags: list[str]
+    backoff_json: str  # decoded on use (the hot path never needs them): backoff, tags
+    tags_json: str
+
+    @property
+    def backoff(self) -> list[float]:
+        return json.loads(self.backoff_json or "[]")
+
+    @property
+    def tags(self) -> list[str]:
+        return json.loads(self.tags_json or "[]")
 
     @classmethod
     def from_reply(cls, reply: Sequence[Any]) -> Reserved | None:
         if not reply or not reply[0]:
             return None
         id_, queue, name, payload, attempts, tries, timeout, backoff, tags = reply[:9]
-        return cls(
-            id_,
-            queue,
-            name,
-            payload,
-            int(attempts),
-            int(tries),
-            float(timeout),
-            json.loads(backoff or "[]"),
-            json.loads(tags or "[]"),
-        )
+        return cls(id_, queue, name, payload, int(attempts), int(tries), float(timeout), backoff, tags)
 
     @classmethod
     def list_from_reply(cls, reply: Sequence[Any]) -> list[Reserved]:
@@ -188,11 +186,37 @@ class JobQueue:
     ) -> tuple[list[str], list[Reserved], float | None]:
         """Finish attempts ``(job, outcome, runtime ms, detail)`` and reserve up to ``count`` next
         jobs from ``next_from``, all in one round trip. Returns (states, next jobs, next due)."""
+        return self._finish_reply(self.scripts.call("finish", *self._finish_args(done, next_from, count, 0.0)))
+
+    def finish_many_start(
+        self,
+        connection: Any,
+        done: Sequence[tuple[Reserved, str, float, str]],
+        next_from: Sequence[str],
+        count: int,
+        offset: float,
+    ) -> Any:
+        """Like :meth:`finish_many`, but only written on ``connection``: the caller goes on (runs the
+        jobs it holds) while Redis runs the script, then reads the reply with :meth:`finish_many_collect`.
+        The jobs reserved this way start after the held ones: ``offset`` is the sum of their
+        timeouts plus grace, where the new reservations' windows begin."""
+        return self.scripts.start(connection, "finish", *self._finish_args(done, next_from, count, offset))
+
+    def finish_many_collect(self, pending: Any) -> tuple[list[str], list[Reserved], float | None]:
+        return self._finish_reply(self.scripts.collect(pending))
+
+    @staticmethod
+    def _finish_args(
+        done: Sequence[tuple[Reserved, str, float, str]], next_from: Sequence[str] | None, count: int, offset: float
+    ) -> list[Any]:
         args: list[Any] = [len(done)]
         for job, outcome, runtime_ms, detail in done:
             args += [outcome, job.id, job.attempts, f"{runtime_ms:.3f}", detail]
-        args.append(count if next_from else 0)
-        reply = self.scripts.call("finish", *args, *(next_from or ()))
+        args += [count if next_from else 0, f"{offset:.3f}", *(next_from or ())]
+        return args
+
+    @staticmethod
+    def _finish_reply(reply: Sequence[Any]) -> tuple[list[str], list[Reserved], float | None]:
         n = int(reply[0])
         rest = reply[1 + n :]
         return list(reply[1 : 1 + n]), Reserved.list_from_reply(rest), _next_due(rest)

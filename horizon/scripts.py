@@ -159,8 +159,7 @@ class Scripts:
         """This thread's script connection (a new one in a forked child: never the parent's socket)."""
         lane = self._lane
         if lane.connection is None or lane.pid != os.getpid():
-            pool = self._client.connection_pool
-            lane.connection, lane.pid = pool.connection_class(**pool.connection_kwargs), os.getpid()
+            lane.connection, lane.pid = self.new_connection(), os.getpid()
         return lane.connection
 
     def close(self) -> None:
@@ -215,6 +214,25 @@ class Scripts:
             if isinstance(reply, Exception):
                 raise reply
         return replies
+
+    def start(self, connection: Any, name: str, *args: Any) -> tuple[Any, str, tuple[Any, ...]]:
+        """Write a call of script ``name`` on ``connection`` (one the caller owns) without reading
+        the reply; :meth:`collect` reads it. Returns what collect needs."""
+        connection.send_packed_command(connection.pack_command(*self._command(name, args)))
+        return connection, name, args
+
+    def collect(self, pending: tuple[Any, str, tuple[Any, ...]]) -> Any:
+        """The reply of a call written by :meth:`start` (NOSCRIPT: the script is loaded and run)."""
+        connection, name, args = pending
+        try:
+            return connection.read_response()
+        except redis.exceptions.NoScriptError:
+            return self._load_and_call(connection, name, args)
+
+    def new_connection(self) -> Any:
+        """A connection of the client's kind the caller owns (for :meth:`start`)."""
+        pool = self._client.connection_pool
+        return pool.connection_class(**pool.connection_kwargs)
 
     def after_blocking(self, blocking: Sequence[Any], name: str, *args: Any) -> tuple[Any, Any]:
         """Send a blocking command and script ``name`` together (one network round trip): Redis

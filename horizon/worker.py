@@ -111,6 +111,9 @@ class Worker:
         self.batch: list[Reserved] = []  # reserved, not started (more than one: prefetched)
         self.done: list[tuple[Reserved, str, float, str]] = []  # run, not yet acknowledged
         self._unacked_since = 0.0
+        # an acknowledgement written early, while the batch it reserved for runs: (done, pending)
+        self.early: tuple[list[tuple[Reserved, str, float, str]], Any] | None = None
+        self._ack_connection: Any = None
         self._memory_checked = 0.0
         self._process = psutil.Process()
 
@@ -159,15 +162,15 @@ class Worker:
         try:
             while not self.should_stop():
                 if not self.batch:
-                    self.batch = self.wait_for_jobs(tried)
-                    tried = False
+                    tried = self.refill(tried)
                     continue
                 self.done.append(self.process(self.batch.pop(0)))
                 if self.batch and time.monotonic() - self._unacked_since < ACK_DELAY:
                     continue  # prefetched jobs of a short-job queue: acknowledge them together
                 if self.should_recycle():
                     self.stopping = True
-                tried = self.acknowledge(want_next=not self.should_stop() and not self.batch)
+                if self.batch:  # ACK_DELAY passed mid-batch: acknowledge what is done so far
+                    self.acknowledge(want_next=False)
         except _Interrupt:
             if self.job is not None:
                 self.done.append((self.job, "release", 0.0, ""))
@@ -177,10 +180,63 @@ class Worker:
         self.report("stopped")
         return EXIT_OK
 
+    def refill(self, tried: bool) -> bool:
+        """The batch is used up: take the jobs an early acknowledgement reserved, else acknowledge
+        and reserve (or block until woken); then write the next early acknowledgement. Returns
+        True when the last reservation looked and found nothing."""
+        if self.early is not None:
+            self.batch = self.collect_early()
+        if not self.batch and (self.done or not tried):
+            tried = self.acknowledge(want_next=not self.should_stop())
+        if not self.batch and not self.should_stop():
+            self.batch = self.wait_for_jobs(tried)
+            tried = False
+        self.send_early()
+        return tried
+
+    def send_early(self) -> None:
+        """A prefetched batch is in hand: write the acknowledgement of the jobs done so far, which
+        also reserves the next batch, and read its reply only when this batch is used up. Redis
+        runs the script while the worker runs jobs. The next batch's reservation windows start
+        after this batch's (the sum of its timeouts plus grace)."""
+        if self.opts.prefetch <= 1 or len(self.batch) < 2 or self.stopping or self.early is not None:
+            return
+        offset = sum(job.timeout + self.opts.timeout_grace for job in self.batch)
+        done, self.done = self.done, []
+        try:
+            if self._ack_connection is None:
+                self._ack_connection = self.hz.scripts.new_connection()
+            pending = self.hz.queue.finish_many_start(
+                self._ack_connection, done, self.queues, self.opts.prefetch, offset
+            )
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.done = done + self.done  # acknowledged later, the usual way
+            return
+        self.early = (done, pending)
+        self._unacked_since = time.monotonic()
+
+    def collect_early(self) -> list[Reserved]:
+        """The reply of the early acknowledgement: the next batch (empty if the reply was lost: its
+        attempts are acknowledged again; jobs it reserved come back when their windows pass)."""
+        assert self.early is not None
+        done, pending = self.early
+        self.early = None
+        try:
+            states, jobs, self.next_due = self.hz.queue.finish_many_collect(pending)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("acknowledgement reply lost (%s); acknowledging again", exc)
+            self._ack_connection.disconnect()
+            self.done = done + self.done
+            return []
+        self._log_stale(done, states)
+        return jobs
+
     def acknowledge(self, want_next: bool) -> bool:
         """Finish the attempts done so far (and put back prefetched jobs when stopping) in one
         round trip that also reserves the next jobs; True when it looked and found none."""
         if self.stopping:
+            if self.early is not None:
+                self.batch += self.collect_early()
             self.done += [(job, "release", 0.0, "") for job in self.batch]
             self.batch = []
         if not self.done and not want_next:
@@ -189,12 +245,16 @@ class Worker:
         states, jobs, self.next_due = self._retrying(
             lambda: self.hz.queue.finish_many(done, self.queues if want_next else None, self.opts.prefetch)
         )
-        for (job, outcome, _, _), state in zip(done, states, strict=True):
-            if state == "stale" and outcome != "release":
-                log.warning("job %s: reservation was taken back while it ran", job.id)
+        self._log_stale(done, states)
         self.batch += jobs
         self._unacked_since = time.monotonic()
         return want_next and not jobs
+
+    @staticmethod
+    def _log_stale(done: Sequence[tuple[Reserved, str, float, str]], states: Sequence[str]) -> None:
+        for (job, outcome, _, _), state in zip(done, states, strict=True):
+            if state == "stale" and outcome != "release":
+                log.warning("job %s: reservation was taken back while it ran", job.id)
 
     def should_stop(self) -> bool:
         if self.stopping:

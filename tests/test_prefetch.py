@@ -121,3 +121,25 @@ def test_prefetch_setting_is_validated(value, ok):
     else:
         with pytest.raises(ConfigError, match=r"defaults\.supervisor-1\.prefetch"):
             settings_from_dict(data)
+
+
+def test_an_early_acknowledgement_reserves_the_next_batch_after_the_held_one(hz, redis_client):
+    """finish_many_start writes the call and returns; the reply is read later. The jobs it reserves
+    wait for the batch the worker still holds: their windows start after its timeouts + grace."""
+    short_estimate(hz, "early")
+    ids = push(hz, "early", 6, timeout=2)
+    held, _ = hz.queue.reserve_many(["early"], 2)
+    offset = sum(j.timeout + 5 for j in held)  # what the worker still has to run
+    connection = hz.scripts.new_connection()
+    done = [(held[0], "completed", 0.5, "")]
+    before = float(redis_client.time()[0])
+    pending = hz.queue.finish_many_start(connection, done, ["early"], 3, offset)
+    hz.redis.ping()  # the caller goes on meanwhile (here: another command on another connection)
+    states, more, _ = hz.queue.finish_many_collect(pending)
+    assert states == ["completed"]
+    assert [j.id for j in more] == ids[2:5]
+    deadlines = [redis_client.zscore(hz.keys.reserved("early"), j.id) for j in more]
+    assert deadlines[0] >= before + offset + 2  # after the held batch, then its own timeout
+    for job in more:  # every one counts as prefetched: lost with the worker, no try is counted
+        assert hz.queue.get(job.id)["prefetched"] == "1"
+    connection.disconnect()

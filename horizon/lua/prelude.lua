@@ -434,7 +434,10 @@ end
 -- Take the next job from the first non-paused queue that has one, in priority order, and up to
 -- count - 1 more from the same queue when its jobs are short (prefetch; one round trip for many).
 -- woken_by names the queue whose wake token the worker already consumed ('' none, '?' unknown).
-local function reserve(queues, woken_by, count)
+-- offset (seconds, default 0): the worker starts these jobs only after ones it already holds, whose
+-- timeouts plus grace add up to offset; the first job's window starts there (and counts as prefetched).
+local function reserve(queues, woken_by, count, offset)
+  offset = offset or 0
   for _, q in ipairs(queues) do
     promote_due(q, 100)
     recover_expired(q, 10)
@@ -444,7 +447,7 @@ local function reserve(queues, woken_by, count)
       while true do
         local id = redis.call('RPOP', K.queue(q))
         if not id then break end
-        local out, timeout = take(q, id, 0, false)
+        local out, timeout = take(q, id, offset, offset > 0)
         if out then
           if woken_by == '?' then
             -- pipelined right after the worker's BRPOP, which took a token if one was there
@@ -453,7 +456,7 @@ local function reserve(queues, woken_by, count)
             if woken_by ~= '' then redis.call('LPUSH', K.wake(woken_by), '1') end
           end
           if (count or 1) > 1 and prefetchable(q) then
-            local window = timeout + C.grace
+            local window = offset + timeout + C.grace
             local taken = 0
             local function add(more_id)
               local more, more_timeout = take(q, more_id, window, true)
