@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.output import save  # noqa: E402
 from bench.peers.body import COUNTER  # noqa: E402
+from bench.peers.floor import measure as measure_floor  # noqa: E402
 from bench.peers.proxy import RoundTripProxy  # noqa: E402
 from horizon.embedded import EmbeddedRedis  # noqa: E402
 
@@ -316,12 +317,20 @@ def main() -> None:
                     figures = {"error": f"{label}: {exc}"}
                 merge(results[system.name], figures)
                 print(f"{label:32} {system.name:9} {figures}", flush=True)
+        client.flushall()
+        floor = measure_floor(server.url, args.single, args.latency)
+        print(f"{'machine floor':32} {'redis-py':9} {floor}", flush=True)
         meta["load_average_after"] = os.getloadavg()
-    save("peers", {"meta": meta, "results": results})
+    save("peers", {"meta": meta, "results": results, "floor": floor})
     print(json.dumps(meta))
     for name, r in results.items():
         print(f"{name}: {r.get('settings', '')}; bulk = {r.get('dispatch_bulk_how', '')}")
     print(table(results))
+    print(
+        f"machine floor (plain redis-py, no queue; bench/peers/floor.py): {floor['dispatch_single_per_s']:,} "
+        f"synchronous LPUSH/s; LPUSH -> BRPOP -> INCR latency p50 {floor['latency_ms_p50']} ms, "
+        f"p99 {floor['latency_ms_p99']} ms"
+    )
 
 
 if __name__ == "__main__":
