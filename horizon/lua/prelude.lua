@@ -197,6 +197,8 @@ local function finish_flush()
   for key, _ in pairs(f.trims) do
     redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cutoff(C.trim.completed))
   end
+  -- the recent list too: single pushes trim it only now and then (see push_jobs)
+  if f.n > 0 then trim_index('recent', C.trim.recent) end
 end
 
 -- Workflows. A job waiting for a parent (field 'after', listed in the parent's children set) or
@@ -516,7 +518,7 @@ end
 -- Push n jobs whose fields start at ARGV[first], 10 per job (see push.lua). Returns n.
 -- Per job one HSET and one event; the indexes and queue lists get one write per call.
 local function push_jobs(first, n)
-  local monitored = redis.call('SCARD', K.monitoring()) > 0
+  local monitored = nil  -- whether any tag is monitored: asked once, when a job has tags
   local pushed_at = NOW_TEXT
   local scored = {}    -- score, id pairs for the recent and pending indexes
   local runnable = {}  -- queue -> ids made runnable, in push order
@@ -545,7 +547,10 @@ local function push_jobs(first, n)
     end
     scored[#scored + 1] = score
     scored[#scored + 1] = id
-    if monitored then index_monitored(id, score, tags) end
+    if tags ~= '[]' and tags ~= '' then
+      if monitored == nil then monitored = redis.call('SCARD', K.monitoring()) > 0 end
+      if monitored then index_monitored(id, score, tags) end
+    end
     event(status == 'pending' and 'job:pending' or 'job:delayed', id, queue, name, status)
   end
   if n > 0 then
@@ -567,8 +572,12 @@ local function push_jobs(first, n)
     end
   end
   flush_clock()
-  trim_index('recent', C.trim.recent)
-  trim_index('pending', C.trim.pending)
+  -- trimming by age: every bulk call, and about one single push in 32 (the entries a trim removes
+  -- are minutes old, so a few calls late changes nothing; maintenance trims them too)
+  if n > 1 or NOW_US % 32 == 0 then
+    trim_index('recent', C.trim.recent)
+    trim_index('pending', C.trim.pending)
+  end
   return n
 end
 
