@@ -23,6 +23,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/core.py
+	$(BIN)/python bench/lua.py
 	$(BIN)/python -m bench.peers.run
 	$(BIN)/python bench/retention.py
 
