@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 
 from horizon import scripts
 from horizon.queue import JobSpec
+from tests.helpers import in_forked_child
 
 
 def _prelude_names() -> set[str]:
@@ -77,16 +77,12 @@ def test_a_killed_script_connection_is_replaced(hz, redis_client) -> None:
 def test_a_forked_child_never_uses_the_parents_script_connection(hz, redis_client) -> None:
     hz.queue.push([_spec()])
     parent_connection = hz.scripts.connection()
-    pid = os.fork()
-    if pid == 0:  # child: its own connection, its own reply
-        try:
-            spec = _spec()
-            own = hz.scripts.connection() is not parent_connection
-            os._exit(0 if own and hz.queue.push([spec]) == [spec.id] else 1)
-        except BaseException:
-            os._exit(2)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def child() -> bool:  # its own connection, its own reply
+        spec = _spec()
+        return hz.scripts.connection() is not parent_connection and hz.queue.push([spec]) == [spec.id]
+
+    assert in_forked_child(child) == 0
     spec = _spec()
     assert hz.queue.push([spec]) == [spec.id]
     assert hz.scripts.connection() is parent_connection

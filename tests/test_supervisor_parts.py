@@ -15,7 +15,7 @@ from supervisor.children import reap as reap_child
 from supervisor.notify import Notifier
 from supervisor.pool import ProcessPool
 from supervisor.process import SharedState, WorkerProcess
-from tests.helpers import wait_for
+from tests.helpers import in_forked_child, wait_for
 
 
 def fork_child(behaviour: str) -> WorkerProcess:
@@ -164,20 +164,16 @@ def test_a_forked_child_keeps_the_horizon_but_never_the_parents_connections(hz, 
     hz.queue.push([spec()])  # the parent's pool and script connection are both open
     parent_socket = hz.redis.connection_pool.get_connection()
     hz.redis.connection_pool.release(parent_socket)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            child = context.after_fork(hz.settings)
-            ours = child is hz and context.current() is hz
-            job = spec()
-            pushed = child.queue.push([job]) == [job.id]
-            pooled = child.redis.connection_pool.get_connection()
-            fresh = pooled is not parent_socket and child.redis.hget(child.keys.job(job.id), "status") == "pending"
-            os._exit(0 if ours and pushed and fresh else 1)
-        except BaseException:
-            os._exit(2)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def in_child() -> bool:
+        child = context.after_fork(hz.settings)
+        ours = child is hz and context.current() is hz
+        job = spec()
+        pushed = child.queue.push([job]) == [job.id]
+        pooled = child.redis.connection_pool.get_connection()
+        return ours and pushed and pooled is not parent_socket and child.queue.get(job.id)["status"] == "pending"
+
+    assert in_forked_child(in_child) == 0
     # the parent's connections were left alone: its replies still come back in step
     job = spec()
     assert hz.queue.push([job]) == [job.id]
