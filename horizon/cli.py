@@ -240,7 +240,7 @@ def up(settings: Settings, demo: bool) -> None:
     from horizon.connection import remove_embedded_url, write_embedded_url
     from horizon.embedded import EmbeddedRedis, EmbeddedRedisError
     from horizon.logs import setup_logging
-    from supervisor.run import start_master, start_web, stop_web
+    from supervisor.run import WebServer, start_master
 
     setup_logging("master")
     server = None
@@ -251,13 +251,13 @@ def up(settings: Settings, demo: bool) -> None:
             fail(str(exc), EXIT_USAGE)
         write_embedded_url(settings, server.url)
         click.echo(f"horizon: embedded redis at {server.url}", err=True)
-    web = None
+    web = WebServer(settings)
     try:
         hz = connected(settings, import_jobs=True)
-        web = start_web(settings)
-        code = start_master(hz, demo=demo)
+        web.start()
+        code = start_master(hz, demo=demo, web=web)
     finally:
-        stop_web(web)
+        web.stop()
         if server is not None:
             server.stop()
             remove_embedded_url(settings)

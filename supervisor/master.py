@@ -148,10 +148,7 @@ class MasterSupervisor:
                 self.supervisor_records.forget(f"{self.name}:{name}")
                 return
             log.warning("supervisor %s (%s) exited with %s; restarting it", name, pid, code)
-            if now - child.started_at < tuning.YOUNG:
-                child.cooldown = min(max(child.cooldown * 2, tuning.RESTART_COOLDOWN), tuning.RESTART_COOLDOWN_MAX)
-            else:
-                child.cooldown = 0.0
+            child.cooldown = tuning.restart_cooldown(child.cooldown, now - child.started_at)
             child.pid, child.restart_at = 0, now + child.cooldown
             return
 

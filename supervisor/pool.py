@@ -91,11 +91,9 @@ class ProcessPool:
         if code == 0:  # recycled (max_jobs, max_time, memory): replace at once
             return
         log.warning("worker %s (%s) died with %s; replacing it", proc.pid, self.key, _describe(code))
-        if now - proc.started_at < tuning.YOUNG:
-            self.cooldown = min(max(self.cooldown * 2, tuning.RESTART_COOLDOWN), tuning.RESTART_COOLDOWN_MAX)
+        self.cooldown = tuning.restart_cooldown(self.cooldown, now - proc.started_at)
+        if self.cooldown:
             self.restart_at = now + self.cooldown
-        else:
-            self.cooldown = 0.0
 
     def _fit(self, now: float) -> None:
         wanted = self.running()

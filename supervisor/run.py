@@ -10,15 +10,19 @@ import random
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 from horizon.config import Settings
 from horizon.context import Horizon
+from supervisor import tuning
 from supervisor.master import MasterSupervisor
 
 log = logging.getLogger(__name__)
 
 DEMO_INTERVAL = float(os.environ.get("HORIZON_DEMO_INTERVAL", "2"))
 WEB_STOP_TIMEOUT = 10.0
+WEB_WATCH_INTERVAL = 1.0
 
 
 def warn_about_redis(hz: Horizon) -> None:
@@ -35,12 +39,15 @@ def warn_about_redis(hz: Horizon) -> None:
         log.warning("redis has neither AOF nor RDB snapshots: jobs are lost on a restart")
 
 
-def start_master(hz: Horizon, *, demo: bool = False, reexec: bool = False) -> int:
-    """Run the master in this process until it is terminated; its exit code (reexec: HUP execs again)."""
+def start_master(hz: Horizon, *, demo: bool = False, reexec: bool = False, web: WebServer | None = None) -> int:
+    """Run the master in this process until it is terminated; its exit code (reexec: HUP execs again).
+    ``web``: a web server the master's maintenance starts again when it dies."""
     warn_about_redis(hz)
     master = MasterSupervisor(hz, reexec=reexec)
     if demo:
         master.maintenance.add("demo", DEMO_INTERVAL, dispatch_demo_jobs, locked=False)
+    if web is not None:
+        master.maintenance.add("web", WEB_WATCH_INTERVAL, web.watch, locked=False)
     return master.run()
 
 
@@ -66,6 +73,48 @@ def start_web(settings: Settings) -> subprocess.Popen | None:
     if settings.path:
         argv += ["--config", settings.path]
     return subprocess.Popen(argv, process_group=0)  # out of the terminal's group: we stop it ourselves
+
+
+class WebServer:
+    """``horizon web`` as a child of ``horizon up``, started again when it dies (after
+    tuning.restart_cooldown, as the master's supervisors and the pools' workers)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
+        self.cooldown = 0.0
+        self.restart_at: float | None = None
+        self.stopped = False
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            self.proc, self.started_at = start_web(self.settings), time.monotonic()
+
+    def watch(self) -> None:
+        """Called every second by the master's maintenance: restart a web server that exited."""
+        with self._lock:
+            if self.stopped or self.proc is None or self.proc.poll() is None:
+                return
+            now = time.monotonic()
+            if self.restart_at is None:
+                self.cooldown = tuning.restart_cooldown(self.cooldown, now - self.started_at)
+                self.restart_at = now + self.cooldown
+                log.warning(
+                    "web server (pid %s) exited with %s; starting it again in %.0fs",
+                    self.proc.pid,
+                    self.proc.returncode,
+                    self.cooldown,
+                )
+            if now >= self.restart_at:
+                self.restart_at = None
+                self.proc, self.started_at = start_web(self.settings), now
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopped = True
+            stop_web(self.proc)
 
 
 def stop_web(proc: subprocess.Popen | None) -> None:

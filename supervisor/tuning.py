@@ -23,3 +23,11 @@ RESTART_COOLDOWN = _seconds("HORIZON_RESTART_COOLDOWN", 1.0)  # first delay afte
 RESTART_COOLDOWN_MAX = _seconds("HORIZON_RESTART_COOLDOWN_MAX", 30.0)
 YOUNG = _seconds("HORIZON_YOUNG", 2.0)  # a child dying sooner than this counts toward the cooldown
 TERMINATE_GRACE = _seconds("HORIZON_TERMINATE_GRACE", 5.0)  # beyond the job timeout before SIGKILL
+
+
+def restart_cooldown(previous: float, lived: float) -> float:
+    """The wait before starting again a child that lived ``lived`` seconds: it doubles (from
+    RESTART_COOLDOWN up to RESTART_COOLDOWN_MAX) while the child keeps dying young, else none."""
+    if lived < YOUNG:
+        return min(max(previous * 2, RESTART_COOLDOWN), RESTART_COOLDOWN_MAX)
+    return 0.0

@@ -50,6 +50,21 @@ def test_up_runs_redis_master_web_and_demo_then_ctrl_c_stops_all(procs, proc_env
 
     served = wait_for(api_masters, timeout=30)
     assert master in served and served[master]["supervisors"][0]["master"] == master
+
+    # the web server dies: `horizon up` starts it again
+    def web_process():
+        for child in psutil.Process(up.pid).children():
+            try:
+                if "web" in child.cmdline():
+                    return child
+            except psutil.Error:  # a child that already exited (a zombie until reaped)
+                pass
+        return None
+
+    first = web_process()
+    first.kill()
+    wait_for(lambda: (p := web_process()) is not None and p.pid != first.pid, timeout=30, message="web not restarted")
+    assert master in wait_for(api_masters, timeout=30)
     tree = [p.pid for p in psutil.Process(up.pid).children(recursive=True)]
     redis_pid = next(p.pid for p in psutil.Process(up.pid).children() if "redis-server" in p.name())
     os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's foreground group
