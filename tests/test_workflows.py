@@ -131,6 +131,31 @@ def test_batch_with_a_failure_runs_catch_and_finally_then_retries(hz, procs, red
     redis_client.delete(log)
 
 
+def test_retrying_one_failed_member_counts_it_in_its_batch_again(hz, redis_client):
+    log = key()
+    bid = horizon.batch([sample_jobs.record.call(log, 1), sample_jobs.record.call(log, 2)])
+    bk = hz.keys.batch(bid)
+    first, _ = hz.queue.reserve(["default"])
+    hz.queue.finish(first, "failed_final", 1.0, json.dumps({"class": "E", "message": "x", "traceback": ""}))
+    b = redis_client.hgetall(bk)
+    assert (b["pending_jobs"], b["failed_jobs"], json.loads(b["failed_job_ids"])) == ("1", "1", [first.id])
+    copy = hz.queue.retry(first.id)
+    assert redis_client.hget(hz.keys.job(copy), "batch_id") == bid
+    b = redis_client.hgetall(bk)
+    assert (b["pending_jobs"], b["failed_jobs"], json.loads(b["failed_job_ids"])) == ("2", "0", [])
+    for _ in range(2):
+        job, _ = hz.queue.reserve(["default"])
+        hz.queue.finish(job, "completed", 1.0)
+    b = redis_client.hgetall(bk)
+    assert (b["pending_jobs"], b["failed_jobs"]) == ("0", "0") and b["finished_at"]
+    # a failed job outside any batch is retried as before: no batch field on the copy
+    alone = sample_jobs.record.dispatch(log, 3)
+    job, _ = hz.queue.reserve(["default"])
+    assert job.id == alone
+    hz.queue.finish(job, "failed_final", 1.0, json.dumps({"class": "E", "message": "x", "traceback": ""}))
+    assert redis_client.hget(hz.keys.job(hz.queue.retry(alone)), "batch_id") is None
+
+
 def test_cancelled_batch_member_counts_as_failed_and_finishes_the_batch(hz, redis_client):
     log = key()
     bid = horizon.batch([sample_jobs.record.call(log, 1)], finally_=sample_jobs.record.call(log, "finally"))

@@ -17,12 +17,6 @@ for n, id in ipairs(failed) do
     kept[#kept + 1] = id
   end
 end
-if #copies > 0 then
-  redis.call('HINCRBY', bk, 'pending_jobs', #copies)
-  redis.call('HINCRBY', bk, 'failed_jobs', -#copies)
-  redis.call('HSET', bk, 'failed_job_ids', cjson.encode(kept))
-  redis.call('HDEL', bk, 'finished_at')
-  redis.call('PERSIST', bk)
-end
+if #copies > 0 then batch_reopen(bk, #copies, kept) end
 flush_clock()
 return copies

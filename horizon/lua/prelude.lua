@@ -667,6 +667,22 @@ local function finish_one(outcome, id, attempt, runtime_text, detail)
   return state
 end
 
+-- A JSON list (cjson writes an empty table as an object).
+local function encode_list(list)
+  if #list == 0 then return '[]' end
+  return cjson.encode(list)
+end
+
+-- Failed members of batch key bk were retried (count of them; kept: the failed ids not retried):
+-- the batch counts them pending again and is no longer finished.
+local function batch_reopen(bk, count, kept)
+  redis.call('HINCRBY', bk, 'pending_jobs', count)
+  redis.call('HINCRBY', bk, 'failed_jobs', -count)
+  redis.call('HSET', bk, 'failed_job_ids', encode_list(kept))
+  redis.call('HDEL', bk, 'finished_at')
+  redis.call('PERSIST', bk)
+end
+
 -- Retry a failed job: copy it as a new pending job (retry_of on the copy, an entry on the
 -- original's retried_by list). h is the original's HMGET of RETRY_FIELDS; extra holds further
 -- fields for the copy (e.g. batch_id). Returns nothing.
