@@ -106,6 +106,7 @@ end
 
 -- Sorted-set writes of the jobs a script finishes or reserves, gathered per key and written with
 -- one ZREM and one ZADD per key by flush_indexes() (each redis.call costs a few microseconds).
+-- Whoever gathers flushes before the script returns: reserve() itself, finish.lua via finish_flush().
 local _zrems = {}
 local _zadds = {}
 local function flush_indexes()
