@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import redis
 
 from horizon import scripts
 from horizon.queue import JobSpec
@@ -108,3 +109,20 @@ def test_a_bulk_push_on_a_connection_the_server_closed_reconnects_first(hz, redi
     specs = [_spec() for _ in range(3)]
     assert hz.queue.push(specs) == [s.id for s in specs]
     assert redis_client.llen(hz.keys.queue("default")) == 4
+
+
+def test_script_arguments_reach_redis_unchanged_when_packed_by_hiredis(hz, redis_client) -> None:
+    assert scripts._hiredis_pack is not None  # a dependency: the fast packing path is the one tested
+    spec = JobSpec(name="naïve.job", queue="default", payload='{"args":["✓ ünïcode",1.5],"kwargs":{}}',
+                   tries=3, timeout=0.1 + 0.2, backoff=(1e20,))
+    hz.queue.push([spec])
+    stored = redis_client.hgetall(hz.keys.job(spec.id))
+    assert stored["name"] == "naïve.job"
+    assert stored["payload"] == spec.payload
+    assert (stored["tries"], stored["timeout"]) == ("3", repr(0.1 + 0.2))
+    assert stored["backoff"] == "[1e+20]"
+
+
+def test_a_script_argument_of_another_type_is_refused_as_redis_py_refuses_it(hz) -> None:
+    with pytest.raises(redis.DataError, match="must be str, int, float or bytes"):
+        hz.scripts.call("progress", "some-job-id", True)
