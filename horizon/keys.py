@@ -8,7 +8,7 @@ in one place.
 | pattern                         | type   | meaning                                               | expiry            |
 |---------------------------------|--------|-------------------------------------------------------|-------------------|
 | clock                           | string | last index score handed out (unique, monotonic µs)    | none              |
-| job:<id>                        | hash   | one job: fields of ``horizon.jobs.JOB_FIELDS``        | by status (trim)  |
+| job:<id>                        | hash   | one job (fields: repositories/jobs.py job_object)     | by status (trim)  |
 | queues                          | set    | names of every queue ever pushed to                   | none              |
 | queue:<q>                       | list   | pending job ids, LPUSH in, RPOP out (FIFO)            | none              |
 | queue:<q>:wake                  | list   | wake-up tokens idle workers block on (BRPOP)          | none              |

@@ -148,16 +148,19 @@ class JobQueue:
         return bool(self.scripts.call("push_once", lock_task, owner, lock_ms, *spec.argv()))
 
     # --- worker hot path --------------------------------------------------------------------
-    def reserve(self, queues: Sequence[str], woken_by: str = "") -> tuple[Reserved | None, float | None]:
-        """The next job of ``queues`` (priority order), or (None, when something is next due)."""
-        jobs, due = self.reserve_many(queues, 1, woken_by)
+    def reserve(
+        self, queues: Sequence[str], woken_by: str = "", worker: str = ""
+    ) -> tuple[Reserved | None, float | None]:
+        """The next job of ``queues`` (priority order), or (None, when something is next due).
+        ``worker`` names the reserving worker on the job (see :meth:`recover_worker`)."""
+        jobs, due = self.reserve_many(queues, 1, woken_by, worker)
         return (jobs[0] if jobs else None), due
 
     def reserve_many(
-        self, queues: Sequence[str], count: int, woken_by: str = ""
+        self, queues: Sequence[str], count: int, woken_by: str = "", worker: str = ""
     ) -> tuple[list[Reserved], float | None]:
         """Up to ``count`` jobs (more than one only from a queue of short jobs), or ([], next due)."""
-        reply = self.scripts.call("reserve", woken_by, count, *queues)
+        reply = self.scripts.call("reserve", woken_by, count, worker, *queues)
         return Reserved.list_from_reply(reply), _next_due(reply)
 
     def finish(
@@ -167,6 +170,7 @@ class JobQueue:
         runtime_ms: float,
         detail: str = "",
         next_from: Sequence[str] | None = None,
+        worker: str = "",
     ) -> tuple[str, Reserved | None, float | None]:
         """Record an attempt's outcome and reserve the next job in the same round trip.
 
@@ -175,7 +179,7 @@ class JobQueue:
         ``detail`` is the exception JSON or the job's output.
         Returns (the job's new status or 'stale', next job, next due time).
         """
-        states, jobs, due = self.finish_many([(job, outcome, runtime_ms, detail)], next_from)
+        states, jobs, due = self.finish_many([(job, outcome, runtime_ms, detail)], next_from, worker=worker)
         return states[0], (jobs[0] if jobs else None), due
 
     def finish_many(
@@ -183,10 +187,13 @@ class JobQueue:
         done: Sequence[tuple[Reserved, str, float, str]],
         next_from: Sequence[str] | None = None,
         count: int = 1,
+        worker: str = "",
     ) -> tuple[list[str], list[Reserved], float | None]:
         """Finish attempts ``(job, outcome, runtime ms, detail)`` and reserve up to ``count`` next
-        jobs from ``next_from``, all in one round trip. Returns (states, next jobs, next due)."""
-        return self._finish_reply(self.scripts.call("finish", *self._finish_args(done, next_from, count, 0.0)))
+        jobs from ``next_from`` for ``worker``, all in one round trip. Returns (states, next jobs,
+        next due)."""
+        args = self._finish_args(done, next_from, count, 0.0, worker)
+        return self._finish_reply(self.scripts.call("finish", *args))
 
     def finish_many_start(
         self,
@@ -195,24 +202,29 @@ class JobQueue:
         next_from: Sequence[str],
         count: int,
         offset: float,
+        worker: str = "",
     ) -> Any:
         """Like :meth:`finish_many`, but only written on ``connection``: the caller goes on (runs the
         jobs it holds) while Redis runs the script, then reads the reply with :meth:`finish_many_collect`.
         The jobs reserved this way start after the held ones: ``offset`` is the sum of their
         timeouts plus grace, where the new reservations' windows begin."""
-        return self.scripts.start(connection, "finish", *self._finish_args(done, next_from, count, offset))
+        return self.scripts.start(connection, "finish", *self._finish_args(done, next_from, count, offset, worker))
 
     def finish_many_collect(self, pending: Any) -> tuple[list[str], list[Reserved], float | None]:
         return self._finish_reply(self.scripts.collect(pending))
 
     @staticmethod
     def _finish_args(
-        done: Sequence[tuple[Reserved, str, float, str]], next_from: Sequence[str] | None, count: int, offset: float
+        done: Sequence[tuple[Reserved, str, float, str]],
+        next_from: Sequence[str] | None,
+        count: int,
+        offset: float,
+        worker: str,
     ) -> list[Any]:
         args: list[Any] = [len(done)]
         for job, outcome, runtime_ms, detail in done:
             args += [outcome, job.id, job.attempts, f"{runtime_ms:.3f}", detail]
-        args += [count if next_from else 0, f"{offset:.3f}", *(next_from or ())]
+        args += [count if next_from else 0, f"{offset:.3f}", worker, *(next_from or ())]
         return args
 
     @staticmethod
@@ -222,12 +234,18 @@ class JobQueue:
         return list(reply[1 : 1 + n]), Reserved.list_from_reply(rest), _next_due(rest)
 
     def wait_and_reserve(
-        self, queues: Sequence[str], timeout: float, count: int = 1
+        self, queues: Sequence[str], timeout: float, count: int = 1, worker: str = ""
     ) -> tuple[list[Reserved], float | None]:
         """Block for a wake-up token and reserve, pipelined: one network round trip."""
         brpop = ("BRPOP", *[self.keys.wake(q) for q in queues], f"{max(timeout, 0.01):.3f}")
-        _, reply = self.scripts.after_blocking(brpop, "reserve", "?", count, *queues)
+        _, reply = self.scripts.after_blocking(brpop, "reserve", "?", count, worker, *queues)
         return Reserved.list_from_reply(reply), _next_due(reply)
+
+    def recover_worker(self, worker: str, queues: Sequence[str]) -> int:
+        """Put back at once what a worker that died held on ``queues`` (its reservations name it),
+        as an expired reservation is put back; returns how many. For its supervisor, which knows
+        the process is gone: a prefetched batch's windows can add up to many job timeouts."""
+        return int(self.scripts.call("recover_worker", worker, *queues))
 
     def release(self, job: Reserved) -> bool:
         """Put a reserved job back without counting the attempt."""

@@ -207,7 +207,7 @@ class Worker:
             if self._ack_connection is None:
                 self._ack_connection = self.hz.scripts.new_connection()
             pending = self.hz.queue.finish_many_start(
-                self._ack_connection, done, self.queues, self.opts.prefetch, offset
+                self._ack_connection, done, self.queues, self.opts.prefetch, offset, self.opts.name
             )
         except (redis.ConnectionError, redis.TimeoutError):
             self.done = done + self.done  # acknowledged later, the usual way
@@ -243,7 +243,9 @@ class Worker:
             return False
         done, self.done = self.done, []
         states, jobs, self.next_due = self._retrying(
-            lambda: self.hz.queue.finish_many(done, self.queues if want_next else None, self.opts.prefetch)
+            lambda: self.hz.queue.finish_many(
+                done, self.queues if want_next else None, self.opts.prefetch, self.opts.name
+            )
         )
         self._log_stale(done, states)
         self.batch += jobs
@@ -268,7 +270,7 @@ class Worker:
         """Reserve at once if jobs are there, else block until woken (or something is due)."""
         count = self.opts.prefetch
         jobs, due = ([], self.next_due) if tried else self._retrying(
-            lambda: self.hz.queue.reserve_many(self.queues, count)
+            lambda: self.hz.queue.reserve_many(self.queues, count, worker=self.opts.name)
         )
         while not jobs and not self.should_stop():
             if self.opts.stop_when_empty and due is None:
@@ -280,7 +282,9 @@ class Worker:
             try:
                 if self.stopping:
                     return []
-                jobs, due = self._retrying(lambda t=timeout: self.hz.queue.wait_and_reserve(self.queues, t, count))
+                jobs, due = self._retrying(
+                    lambda t=timeout: self.hz.queue.wait_and_reserve(self.queues, t, count, self.opts.name)
+                )
             except _Interrupt:
                 return []
             finally:

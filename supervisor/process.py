@@ -87,6 +87,11 @@ class WorkerProcess:
         }
 
 
+def worker_name(supervisor: str, pid: int) -> str:
+    """A supervised worker's name: on its reservations (``worker``) and in its log records."""
+    return f"{supervisor}:{pid}"
+
+
 def spawn_worker(
     settings: Settings, supervisor: SupervisorSettings, queues: list[str], name: str, before=None
 ) -> WorkerProcess:
@@ -101,7 +106,7 @@ def spawn_worker(
             os.nice(supervisor.nice)
         options = WorkerOptions(
             queues=queues,
-            name=f"{name}:{os.getpid()}",
+            name=worker_name(name, os.getpid()),
             max_jobs=supervisor.max_jobs,
             max_time=supervisor.max_time,
             memory=supervisor.memory,

@@ -7,12 +7,14 @@ import os
 import time
 from collections.abc import Callable
 
+import redis
+
 from horizon.config import Settings, SupervisorSettings
 from horizon.context import Horizon
 from horizon.repositories.supervisors import CommandQueue, SupervisorRepository
 from supervisor import balancer, children, tuning
 from supervisor.pool import ProcessPool
-from supervisor.process import spawn_worker
+from supervisor.process import spawn_worker, worker_name
 from supervisor.signals import SignalQueue
 
 log = logging.getLogger(__name__)
@@ -150,6 +152,20 @@ class Supervisor:
             for proc in pool.all():
                 if (code := children.reap(proc.pid)) is not None:
                     pool.exited(proc.pid, code, now)
+                    if code != 0:
+                        self.recover(proc.pid, proc.queues, code)
+
+    def recover(self, pid: int, queues: list[str], code: int) -> None:
+        """A worker died without putting back what it held (a clean exit does): its jobs go back
+        now, not when their reservation windows end. If Redis is away, the windows still do it."""
+        worker = worker_name(self.name, pid)
+        try:
+            recovered = self.hz.queue.recover_worker(worker, queues)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("could not put back what worker %s held (%s); its reservations will expire", pid, exc)
+            return
+        if recovered:
+            log.warning("worker %s died (exit %s) holding %d job(s); put them back", pid, code, recovered)
 
     def monitor(self, now: float) -> None:
         if self.deadline is not None and now > self.deadline:

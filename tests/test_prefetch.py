@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import time
 
 import pytest
+import yaml
 
 from horizon.queue import JobSpec
 from tests import sample_jobs
@@ -143,3 +146,74 @@ def test_an_early_acknowledgement_reserves_the_next_batch_after_the_held_one(hz,
     for job in more:  # every one counts as prefetched: lost with the worker, no try is counted
         assert hz.queue.get(job.id)["prefetched"] == "1"
     connection.disconnect()
+
+
+def test_recover_worker_puts_back_only_what_that_worker_held(hz, redis_client):
+    short_estimate(hz, "held")
+    ids = push(hz, "held", 5, tries=2)
+    batch, _ = hz.queue.reserve_many(["held"], 4, worker="sup:101")
+    other, _ = hz.queue.reserve(["held"], worker="sup:102")
+    assert hz.queue.get(batch[1].id)["worker"] == "sup:101"
+    assert hz.queue.recover_worker("sup:999", ["held"]) == 0
+    assert hz.queue.recover_worker("sup:101", ["held"]) == 4
+    first = hz.queue.get(ids[0])
+    assert (first["status"], first["attempts"]) == ("pending", "1")  # it may have been running: a try
+    for job_id in ids[1:4]:  # prefetched, most likely never started: no try counted
+        h = hz.queue.get(job_id)
+        assert (h["status"], h["attempts"], h["lost_prefetched"]) == ("pending", "0", "1")
+    assert hz.queue.get(other.id)["status"] == "reserved"
+    assert redis_client.zrange(hz.keys.reserved("held"), 0, -1) == [other.id]
+    assert redis_client.llen(hz.keys.queue("held")) == 4
+    stalled = [json.loads(f["data"]) for _, f in redis_client.xrange(hz.keys.events()) if f["event"] == "job:stalled"]
+    assert sorted(e["job_id"] for e in stalled) == sorted(ids[:4])
+
+
+def test_the_api_job_object_names_the_worker_that_reserved_it(hz):
+    from horizon.repositories.jobs import job_object
+
+    (job_id,) = push(hz, "named", 1)
+    assert job_object(hz.queue.get(job_id), None)["worker"] is None
+    hz.queue.reserve(["named"], worker="host-1:supervisor-1:4242")
+    assert job_object(hz.queue.get(job_id), None)["worker"] == "host-1:supervisor-1:4242"
+
+
+@pytest.mark.slow
+def test_the_supervisor_puts_back_at_once_what_a_killed_worker_held(hz, procs, redis_client, config_data):
+    """prefetch 16 and 60 s timeouts: a killed worker's batch would wait out windows of minutes.
+    Its supervisor reaps it and puts the jobs back at once; every job still runs."""
+    key = f"prefetch-kill-{time.time()}"
+    supervisor = {"queue": ["default"], "balance": False, "max_processes": 2, "prefetch": 16}
+    procs.config.write_text(yaml.safe_dump(dict(config_data, defaults={"supervisor-1": supervisor})))
+    short_estimate(hz, "default", 10.0)
+    ids = sample_jobs.sleep.options(timeout=60, tries=3).dispatch_many([((key, 0.02), {}) for _ in range(300)])
+    master = procs.horizon("start", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def a_worker_holding_a_batch() -> tuple[int, dict[str, float]] | None:
+        held: dict[int, dict[str, float]] = {}
+        for job_id, deadline in redis_client.zrange(hz.keys.reserved("default"), 0, -1, withscores=True):
+            worker = redis_client.hget(hz.keys.job(job_id), "worker") or ""
+            held.setdefault(int(worker.rsplit(":", 1)[1]), {})[job_id] = deadline
+        pid, jobs = max(held.items(), key=lambda item: len(item[1]), default=(0, {}))
+        return (pid, jobs) if len(jobs) >= 4 else None
+
+    pid, held = wait_for(a_worker_holding_a_batch, timeout=30, message="no worker held a prefetched batch")
+    os.kill(pid, signal.SIGKILL)
+
+    def back() -> bool:
+        states = [redis_client.hmget(hz.keys.job(j), "status", "worker") for j in held]
+        return all(status != "reserved" or worker != hz_worker for status, worker in states)
+
+    hz_worker = redis_client.hget(hz.keys.job(next(iter(held))), "worker")
+    assert hz_worker.endswith(f":{pid}")
+    wait_for(back, timeout=20, interval=0.05, message="the killed worker's jobs were not put back")
+    assert time.time() < min(held.values())  # before any of their reservation windows ended
+    wait_for(lambda: statuses_of(hz, ids) == {"completed"}, timeout=60, interval=0.2,
+             message="not every job completed after the kill")
+    starts = [v for v in redis_client.lrange(key, 0, -1) if v.startswith("start:")]
+    assert 300 <= len(starts) <= 301  # at most the job it was running runs twice
+    master.terminate()
+    assert master.wait(timeout=30) == 0
+
+
+def statuses_of(hz, ids: list[str]) -> set[str]:
+    return {hz.queue.get(i)["status"] for i in ids}

@@ -161,6 +161,7 @@ SCHEMAS: dict[str, Any] = {
             "context": {},
             "pushed_at": NULLABLE_NUM,
             "reserved_at": NULLABLE_NUM,
+            "worker": NULLABLE_STR,
             "completed_at": NULLABLE_NUM,
             "failed_at": NULLABLE_NUM,
             "retried_by": {"type": "array", "items": _ref("RetriedBy")},

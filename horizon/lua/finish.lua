@@ -2,7 +2,7 @@
 -- ARGV[3] n, then 5 fields per attempt: outcome, id, attempt, runtime ms, detail (see finish_one);
 -- then ARGV[4 + 5n] how many jobs to reserve next (0: none), ARGV[5 + 5n] the reservation offset
 -- in seconds (see reserve() in prelude.lua; 0 when the worker starts them at once),
--- ARGV[6 + 5n ..] queues in priority order.
+-- ARGV[6 + 5n] the worker's name, ARGV[7 + 5n ..] queues in priority order.
 -- Returns {n, state_1 .. state_n, <reserve result>} (see reserve.lua).
 local n = tonumber(ARGV[3])
 local result = {n}
@@ -15,8 +15,8 @@ local c = 4 + 5 * n
 local count = tonumber(ARGV[c])
 if count > 0 then
   local queues = {}
-  for i = c + 2, #ARGV do queues[#queues + 1] = ARGV[i] end
-  for _, v in ipairs(reserve(queues, '', count, tonumber(ARGV[c + 1]))) do result[#result + 1] = v end
+  for i = c + 3, #ARGV do queues[#queues + 1] = ARGV[i] end
+  for _, v in ipairs(reserve(queues, '', count, tonumber(ARGV[c + 1]), ARGV[c + 2])) do result[#result + 1] = v end
 end
 flush_clock()
 return result

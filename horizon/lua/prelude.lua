@@ -341,31 +341,38 @@ local function promote_due(queue, limit)
   return #due
 end
 
--- Reservations past their deadline: the worker died or hung. That attempt counts as a try.
+-- Put back one reservation taken from K.reserved(queue) (its worker died, hung or is gone; why
+-- says which for the WorkerLost failure): that attempt counts as a try, except a prefetched job
+-- that most likely never started (see below).
+local function recover_one(queue, id, why)
+  local h = redis.call('HMGET', K.job(id), 'status', 'attempts', 'tries', 'name', 'prefetched', 'lost_prefetched')
+  if h[1] ~= 'reserved' then return false end
+  if h[5] == h[2] and tonumber(h[6] or '0') < tonumber(h[3]) then
+    -- prefetched by a worker that died: most likely it never started, so the try is not
+    -- counted (at most `tries` times, so a job that kills its worker still ends failed)
+    redis.call('HINCRBY', K.job(id), 'attempts', -1)
+    redis.call('HINCRBY', K.job(id), 'lost_prefetched', 1)
+    redis.call('HSET', K.job(id), 'status', 'pending')
+    enqueue(id, queue)
+    event('job:stalled', id, queue, h[4], 'pending', {attempts = tonumber(h[2]) - 1, prefetched = true})
+  elseif tonumber(h[2]) >= tonumber(h[3]) then
+    fail_final(id, queue, h[4], cjson.encode({class = 'WorkerLost',
+      message = 'the worker running attempt ' .. h[2] .. ' was lost (' .. why .. ')',
+      traceback = ''}))
+  else
+    redis.call('HSET', K.job(id), 'status', 'pending')
+    enqueue(id, queue)
+    event('job:stalled', id, queue, h[4], 'pending', {attempts = tonumber(h[2])})
+  end
+  return true
+end
+
+-- Reservations past their deadline: the worker died or hung.
 local function recover_expired(queue, limit)
   local ids = redis.call('ZRANGEBYSCORE', K.reserved(queue), '-inf', NOW_TEXT, 'LIMIT', 0, limit)
   for _, id in ipairs(ids) do
     redis.call('ZREM', K.reserved(queue), id)
-    local h = redis.call('HMGET', K.job(id), 'status', 'attempts', 'tries', 'name', 'prefetched', 'lost_prefetched')
-    if h[1] == 'reserved' then
-      if h[5] == h[2] and tonumber(h[6] or '0') < tonumber(h[3]) then
-        -- prefetched by a worker that died: most likely it never started, so the try is not
-        -- counted (at most `tries` times, so a job that kills its worker still ends failed)
-        redis.call('HINCRBY', K.job(id), 'attempts', -1)
-        redis.call('HINCRBY', K.job(id), 'lost_prefetched', 1)
-        redis.call('HSET', K.job(id), 'status', 'pending')
-        enqueue(id, queue)
-        event('job:stalled', id, queue, h[4], 'pending', {attempts = tonumber(h[2]) - 1, prefetched = true})
-      elseif tonumber(h[2]) >= tonumber(h[3]) then
-        fail_final(id, queue, h[4], cjson.encode({class = 'WorkerLost',
-          message = 'the worker running attempt ' .. h[2] .. ' was lost (reservation expired)',
-          traceback = ''}))
-      else
-        redis.call('HSET', K.job(id), 'status', 'pending')
-        enqueue(id, queue)
-        event('job:stalled', id, queue, h[4], 'pending', {attempts = tonumber(h[2])})
-      end
-    end
+    recover_one(queue, id, 'reservation expired')
   end
   return #ids
 end
@@ -411,16 +418,17 @@ end
 
 -- Reserve a job popped from queue q: nil when it is no longer pending. window is how long the
 -- worker may hold it before starting it (a prefetched job waits for the ones before it).
-local function take(q, id, window, prefetched)
+local function take(q, id, window, prefetched, worker)
   local jk = K.job(id)
   local h = redis.call('HMGET', jk, 'status', 'name', 'payload', 'tries', 'timeout', 'backoff', 'tags', 'attempts')
   if h[1] ~= 'pending' then return nil end
   local attempts = (tonumber(h[8] or '') or 0) + 1
   local a = string.format('%d', attempts)
   if prefetched then  -- which attempt was prefetched (recover_expired does not count it)
-    redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', NOW_TEXT, 'attempts', a, 'prefetched', a)
+    redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', NOW_TEXT, 'attempts', a, 'prefetched', a,
+      'worker', worker)
   else
-    redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', NOW_TEXT, 'attempts', a)
+    redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', NOW_TEXT, 'attempts', a, 'worker', worker)
   end
   zadd_later(K.reserved(q), ftime(NOW + window + tonumber(h[5]) + C.margin), id)
   rate_record(q, id)
@@ -439,8 +447,11 @@ end
 -- woken_by names the queue whose wake token the worker already consumed ('' none, '?' unknown).
 -- offset (seconds, default 0): the worker starts these jobs only after ones it already holds, whose
 -- timeouts plus grace add up to offset; the first job's window starts there (and counts as prefetched).
-local function reserve(queues, woken_by, count, offset)
+-- worker: the reserving worker's name, kept on each job ('worker') so that its supervisor can put
+-- back at once what a worker that died held (recover_worker.lua), not when the windows end.
+local function reserve(queues, woken_by, count, offset, worker)
   offset = offset or 0
+  worker = worker or ''
   for _, q in ipairs(queues) do
     promote_due(q, 100)
     recover_expired(q, 10)
@@ -450,7 +461,7 @@ local function reserve(queues, woken_by, count, offset)
       while true do
         local id = redis.call('RPOP', K.queue(q))
         if not id then break end
-        local out, timeout = take(q, id, offset, offset > 0)
+        local out, timeout = take(q, id, offset, offset > 0, worker)
         if out then
           if woken_by == '?' then
             -- pipelined right after the worker's BRPOP, which took a token if one was there
@@ -462,7 +473,7 @@ local function reserve(queues, woken_by, count, offset)
             local window = offset + timeout + C.grace
             local taken = 0
             local function add(more_id)
-              local more, more_timeout = take(q, more_id, window, true)
+              local more, more_timeout = take(q, more_id, window, true, worker)
               if more then
                 for _, v in ipairs(more) do out[#out + 1] = v end
                 window = window + more_timeout + C.grace

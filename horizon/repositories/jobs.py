@@ -61,6 +61,7 @@ def job_object(h: dict[str, str], index: float | None) -> dict[str, Any]:
         "context": _json(h.get("context")),
         "pushed_at": _float(h.get("pushed_at")),
         "reserved_at": _float(h.get("reserved_at")),
+        "worker": h.get("worker") or None,  # the worker that reserved the latest attempt
         "completed_at": _float(h.get("completed_at")),
         "failed_at": _float(h.get("failed_at")),
         "retried_by": _json(h.get("retried_by"), []),
