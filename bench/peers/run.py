@@ -45,11 +45,11 @@ from horizon.embedded import EmbeddedRedis  # noqa: E402
 PEERS_VENV = ROOT / "bench" / ".peers-venv"
 PEER_PACKAGES = ["rq", "celery[redis]", "dramatiq[redis]", "huey", "redis", "hiredis"]
 SYSTEMS = ("horizon", "rq", "celery", "dramatiq", "huey")
-PREFETCH = 16  # horizon workers reserve up to this many short jobs per round trip (Celery: prefetch 64)
+PREFETCH = 64  # horizon workers reserve up to this many short jobs per round trip (its maximum; Celery: 64)
 
 SETTINGS = {
     "horizon": "`horizon start` (master, one supervisor, balance false, max_processes N: forked workers, "
-    "prefetch 16 for short jobs), hiredis",
+    "prefetch 64 for short jobs), hiredis",
     "rq": "`rq worker -w rq.worker.SimpleWorker` processes (no fork per job), default result_ttl",
     "celery": "one `celery worker -P prefork -c N --without-gossip --without-mingle --without-heartbeat`, "
     "acks_late, prefetch_multiplier 64 (docs: for many short tasks), results ignored",
