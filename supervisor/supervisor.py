@@ -157,11 +157,11 @@ class Supervisor:
 
     def recover(self, pid: int, queues: list[str], code: int) -> None:
         """A worker died without putting back what it held (a clean exit does): its jobs go back
-        now, not when their reservation windows end. If Redis is away, the windows still do it."""
+        now, not when their reservation windows end."""
         worker = worker_name(self.name, pid)
         try:
             recovered = self.hz.queue.recover_worker(worker, queues)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:  # Redis away or refusing: the reservation windows still apply
             log.warning("could not put back what worker %s held (%s); its reservations will expire", pid, exc)
             return
         if recovered:

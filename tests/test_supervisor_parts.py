@@ -179,3 +179,24 @@ def test_a_forked_child_keeps_the_horizon_but_never_the_parents_connections(hz, 
     assert hz.queue.push([job]) == [job.id]
     assert hz.redis.hget(hz.keys.job(job.id), "status") == "pending"
     assert redis_client.llen(hz.keys.queue("default")) == 3
+
+
+def test_a_dead_workers_jobs_stay_with_their_windows_when_redis_is_away(caplog, prefix):
+    """The supervisor's immediate put-back is best effort: with Redis unreachable it logs and goes
+    on (the reservations expire as before); it never takes the supervisor down."""
+    from horizon.config import SupervisorSettings, settings_from_dict
+    from horizon.context import configure, reset
+    from supervisor.supervisor import Supervisor
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    away = configure(settings_from_dict({"prefix": prefix, "redis": {"url": f"redis://127.0.0.1:{port}"}}))
+    sup = Supervisor(away, SupervisorSettings(name="s", queue=("default",)), master="away")
+    try:
+        with caplog.at_level("WARNING"):
+            sup.recover(4242, ["default"], -9)
+    finally:
+        away.close()
+        reset()
+    assert "could not put back what worker 4242 held" in caplog.text
