@@ -73,16 +73,28 @@ def descendants(pid: int) -> list[psutil.Process]:
 class Pool:
     """A test-run stand-in for a supervisor: keeps `size` real `horizon work` processes alive."""
 
-    def __init__(self, procs: Processes, size: int) -> None:
-        self.procs, self.size = procs, size
+    def __init__(self, procs: Processes, size: int, logs: Path | None = None) -> None:
+        self.procs, self.size, self.logs = procs, size, logs
         self.workers: list[subprocess.Popen] = []
         self.restarts = 0
 
     def fill(self) -> None:
         self.workers = [w for w in self.workers if w.poll() is None]
         while len(self.workers) < self.size:
-            self.workers.append(self.procs.horizon("work", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            stderr = subprocess.DEVNULL if self.logs is None else (self.logs / f"worker-{self.restarts}.log").open("w")
+            self.workers.append(self.procs.horizon("work", stdout=subprocess.DEVNULL, stderr=stderr))
             self.restarts += 1
+
+    def exits(self) -> str:
+        """How each worker that is gone ended, with the tail of its log (when kept)."""
+        ended = [(i, w) for i, w in enumerate(self.workers) if w.poll() is not None]
+        lines = []
+        for i, w in ended:
+            tail = ""
+            if self.logs is not None:
+                tail = (self.logs / f"worker-{i}.log").read_text()[-3000:]
+            lines.append(f"worker {w.pid} exited {w.returncode}:\n{tail}")
+        return "\n".join(lines)
 
     def kill_one(self) -> None:
         victim = random.choice([w for w in self.workers if w.poll() is None])
@@ -202,7 +214,7 @@ def test_redis_restart_mid_run(own_redis, tmp_path, proc_env, prefix, capsys):
     client = redis.Redis.from_url(own_redis.url, decode_responses=True)
     key, total = f"{prefix}:restart", 3000
     try:
-        pool = Pool(procs, 2)
+        pool = Pool(procs, 2, logs=tmp_path)
         pool.fill()
         pids = [w.pid for w in pool.workers]
         master = procs.horizon("start", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -227,6 +239,7 @@ def test_redis_restart_mid_run(own_redis, tmp_path, proc_env, prefix, capsys):
             wait_for(all_done, timeout=60, interval=0.2, message="jobs lost across the restart")
             recovery = time.monotonic() - up_at
             alive = [w.poll() is None for w in pool.workers]
+            exits = pool.exits()
             master_alive, tree_after = master.poll() is None, {p.pid for p in descendants(master.pid)}
             master.terminate()
             master.wait(timeout=30)
@@ -236,7 +249,7 @@ def test_redis_restart_mid_run(own_redis, tmp_path, proc_env, prefix, capsys):
                    lost=total - len(set(runs)), duplicates=len(runs) - len(set(runs)),
                    recovery_s=round(recovery, 2), workers_alive=sum(alive), master_alive=master_alive,
                    master_tree_restarts=len(tree_after - tree))
-            assert [w.pid for w in pool.workers] == pids and all(alive)  # no crash, no restart
+            assert [w.pid for w in pool.workers] == pids and all(alive), exits  # no crash, no restart
             assert master_alive and tree_after == tree  # the master's supervisor and workers too
             assert set(runs) == {str(i) for i in range(total)}
         finally:
