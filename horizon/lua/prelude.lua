@@ -424,7 +424,7 @@ local function take(q, id, window, prefetched, worker)
   if h[1] ~= 'pending' then return nil end
   local attempts = (tonumber(h[8] or '') or 0) + 1
   local a = string.format('%d', attempts)
-  if prefetched then  -- which attempt was prefetched (recover_expired does not count it)
+  if prefetched then  -- which attempt was prefetched (recover_one does not count it)
     redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', NOW_TEXT, 'attempts', a, 'prefetched', a,
       'worker', worker)
   else
