@@ -161,6 +161,52 @@ def test_worker_chaos_loses_nothing(hz, procs, redis_client, prefix, capsys):
 
 
 # --- poison job -------------------------------------------------------------------------------
+def supervised_workers(master_pid: int) -> list[psutil.Process]:
+    """The workers under a master: children of its supervisors (its own children)."""
+    try:
+        return [w for sup in psutil.Process(master_pid).children() for w in sup.children()]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_supervised_worker_chaos_with_prefetch_loses_nothing(hz, procs, redis_client, prefix, capsys, config_data):
+    """`horizon start` with prefetch 16 and 30 s timeouts, a random worker SIGKILLed every
+    200-500 ms: each holds a batch whose windows run past 30 s, and its supervisor puts the batch
+    back at once, so every job completes well before any window ends. 0 lost; a killed worker may
+    have run jobs it had not yet acknowledged (up to a batch), so duplicates <= kills x 16."""
+    total, prefetch = 30000, 16
+    key = f"{prefix}:supervised-chaos"
+    supervisor = {"queue": ["default"], "balance": False, "max_processes": 2, "prefetch": prefetch}
+    procs.config.write_text(yaml.safe_dump(dict(config_data, defaults={"supervisor-1": supervisor})))
+    procs.env["HORIZON_YOUNG"] = "0.05"  # killed workers are replaced without a cooldown
+    hz.redis.hset(hz.keys.queue_metrics("default"), "estimate", 1.0)  # short jobs: prefetched
+    ids = sample_jobs.record.options(timeout=30, tries=3).dispatch_many([((key, i), {}) for i in range(total)])
+    master = procs.horizon("start", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: redis_client.llen(key) >= 100, timeout=30, message="workers did not start")
+    kills = 0
+    while redis_client.llen(key) < total * 0.8 and kills < 30:  # executions so far (a cheap read)
+        time.sleep(random.uniform(0.2, 0.5))  # the killer's pacing (not synchronisation)
+        workers = supervised_workers(master.pid)
+        if workers:
+            random.choice(workers).kill()
+            kills += 1
+    last_kill = time.monotonic()
+    windows_end = time.time() + 30  # every batch reserved after the last kill outlives this
+    wait_for(lambda: statuses(hz, ids).get("completed", 0) == total, timeout=25, interval=0.1,
+             message=f"jobs waited for their reservation windows: {statuses(hz, ids)}")
+    recovery = time.monotonic() - last_kill
+    assert time.time() < windows_end
+    master.terminate()
+    assert master.wait(timeout=30) == 0
+    runs = executions(redis_client, key)
+    lost, duplicates = total - len(set(runs)), len(runs) - len(set(runs))
+    report(capsys, "supervised-chaos", jobs=total, prefetch=prefetch, kills=kills, lost=lost,
+           duplicates=duplicates, recovery_s=round(recovery, 2))
+    assert kills >= 3
+    assert set(runs) == {str(i) for i in range(total)}
+    assert duplicates <= kills * prefetch
+
+
 def test_poison_job_fails_with_worker_lost_and_pool_keeps_working(hz, procs, redis_client, prefix, capsys):
     """A job that kills its worker every time ends failed (WorkerLost) after its tries."""
     key, crash_key = f"{prefix}:poison", f"{prefix}:crashes"
