@@ -197,20 +197,21 @@ def test_the_supervisor_puts_back_at_once_what_a_killed_worker_held(hz, procs, r
         return (pid, jobs) if len(jobs) >= 4 else None
 
     pid, held = wait_for(a_worker_holding_a_batch, timeout=30, message="no worker held a prefetched batch")
+    victim = redis_client.hget(hz.keys.job(next(iter(held))), "worker")
+    assert victim.endswith(f":{pid}")
     os.kill(pid, signal.SIGKILL)
 
     def back() -> bool:
         states = [redis_client.hmget(hz.keys.job(j), "status", "worker") for j in held]
-        return all(status != "reserved" or worker != hz_worker for status, worker in states)
+        return all(status != "reserved" or worker != victim for status, worker in states)
 
-    hz_worker = redis_client.hget(hz.keys.job(next(iter(held))), "worker")
-    assert hz_worker.endswith(f":{pid}")
     wait_for(back, timeout=20, interval=0.05, message="the killed worker's jobs were not put back")
     assert time.time() < min(held.values())  # before any of their reservation windows ended
     wait_for(lambda: statuses_of(hz, ids) == {"completed"}, timeout=60, interval=0.2,
              message="not every job completed after the kill")
     starts = [v for v in redis_client.lrange(key, 0, -1) if v.startswith("start:")]
-    assert 300 <= len(starts) <= 301  # at most the job it was running runs twice
+    # again: the job it was running and those it ran but had not acknowledged (within one batch)
+    assert 300 <= len(starts) <= 300 + 16
     master.terminate()
     assert master.wait(timeout=30) == 0
 
