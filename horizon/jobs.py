@@ -76,6 +76,9 @@ class DispatchOptions:
     idempotency_key: str | None = None  # a second dispatch with this key returns the first id
 
 
+_NO_OPTIONS = DispatchOptions()
+
+
 @dataclass(frozen=True)
 class JobCall:
     """A job with its arguments, not yet dispatched (for batches and callbacks)."""
@@ -103,6 +106,7 @@ class JobDefinition:
         self.tries, self.timeout, self.backoff = tries, timeout, _backoff(backoff)
         self.tags = tags
         self.__doc__, self.__wrapped__ = fn.__doc__, fn
+        self._plain: tuple[Any, tuple[Any, ...]] | None = None  # (horizon, push fields of a plain dispatch)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -114,10 +118,20 @@ class JobDefinition:
         return BoundJob(self, DispatchOptions(**options))
 
     def dispatch(self, *args: Any, **kwargs: Any) -> str:
-        return BoundJob(self, DispatchOptions()).dispatch(*args, **kwargs)
+        """Push one job (one Redis round trip); returns its id. Its fields other than id and
+        payload come from the job and the configuration only: worked out once per configuration."""
+        from horizon.context import current
+
+        if self.tags is not None:  # tags depend on the arguments
+            return BoundJob(self, _NO_OPTIONS).dispatch(*args, **kwargs)
+        hz = current()
+        plain = self._plain
+        if plain is None or plain[0] is not hz:
+            plain = self._plain = (hz, tuple(BoundJob(self, _NO_OPTIONS).spec((), {}, hz).argv()))
+        return hz.queue.push_like(plain[1], payload.encode(args, kwargs))
 
     def dispatch_many(self, calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]) -> list[str]:
-        return BoundJob(self, DispatchOptions()).dispatch_many(calls)
+        return BoundJob(self, _NO_OPTIONS).dispatch_many(calls)
 
     def call(self, *args: Any, **kwargs: Any) -> JobCall:
         return JobCall(self, args, kwargs)

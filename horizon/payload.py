@@ -11,6 +11,26 @@ from typing import Any
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
 
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# ... and the C encoder behind it, built once: JSONEncoder.encode builds a new one per call,
+# which costs a dispatch more than the encoding. No circular check (a cycle ends in
+# RecursionError, reported below); otherwise the same output and errors as _ENCODER.
+_C_ENCODER = (
+    json.encoder.c_make_encoder(None, _not_json, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    if json.encoder.c_make_encoder is not None
+    else None
+)
+
+
+def _encode(data: dict[str, Any]) -> str:
+    if _C_ENCODER is None:  # pragma: no cover - CPython has the C encoder
+        return _ENCODER.encode(data)
+    return "".join(_C_ENCODER(data, 0))
+
+
 class PayloadError(TypeError):
     """A job argument cannot be carried as JSON; the message names the argument and its type."""
 
@@ -42,7 +62,11 @@ def encode(args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None) ->
     """The payload JSON ``{"args": [...], "kwargs": {...}}``; PayloadError on non-JSON values."""
     data = {"args": list(args), "kwargs": dict(kwargs or {})}
     try:
-        return _ENCODER.encode(data)
+        return _encode(data)
+    except RecursionError:
+        raise PayloadError(
+            "job arguments are nested too deep or refer to themselves (payloads are JSON only)"
+        ) from None
     except (TypeError, ValueError) as exc:
         where, what = (
             _offender(data["args"], "args")

@@ -50,6 +50,22 @@ def new_job_ids(n: int) -> list[str]:
     return ids
 
 
+# Ids for single dispatches, drawn ahead in one read of the random source (a system call per id
+# costs a single dispatch more than building it). A forked child forgets the parent's: never the same id twice.
+_ID_POOL = 64
+_spare_ids: list[str] = []
+os.register_at_fork(after_in_child=_spare_ids.clear)
+
+
+def next_job_id() -> str:
+    """One new random (version 4) UUID string."""
+    while True:
+        try:
+            return _spare_ids.pop()
+        except IndexError:  # used up (or another thread took the last one)
+            _spare_ids.extend(new_job_ids(_ID_POOL))
+
+
 @dataclass(frozen=True, kw_only=True)
 class JobSpec:
     """A job to push: everything the push script writes."""
@@ -142,6 +158,13 @@ class JobQueue:
         # each chunk is written as soon as it is built: Redis pushes one while the next is built
         self.scripts.call_each("push", ([len(chunk), *(a for spec in chunk for a in spec.argv())] for chunk in chunks))
         return [spec.id for spec in specs]
+
+    def push_like(self, template: Sequence[Any], body: str) -> str:
+        """Push one job with a new id and payload ``body``, every other field as in ``template``
+        (the ``argv()`` of a spec with the same name, queue and options); returns its id."""
+        job_id = next_job_id()
+        self.scripts.call("push", 1, job_id, template[1], template[2], body, *template[4:])
+        return job_id
 
     def push_once(self, spec: JobSpec, lock_task: str, owner: str, lock_ms: int) -> bool:
         """Push ``spec`` unless the lock ``lock_task`` is taken; lock and push are one atomic step."""

@@ -37,6 +37,58 @@ def test_non_json_argument_rejected_and_nothing_written(hz, redis_client, prefix
     assert list(redis_client.scan_iter(match=f"{{{prefix}}}:*")) == []
 
 
+def test_plain_dispatch_writes_what_a_dispatch_with_options_writes(hz, config_data):
+    """A plain dispatch reuses the fields it worked out for the configuration: the same record as
+    the general path, and a new configuration's defaults as soon as it is configured."""
+    from horizon.config import settings_from_dict
+    from horizon.context import configure
+
+    plain, general = sample_jobs.add.dispatch("k", 1, 2), sample_jobs.add.options().dispatch("k", 1, 2)
+    a, b = job_hash(hz, plain), job_hash(hz, general)
+    assert plain != general
+    for volatile in ("id", "pushed_at", "index"):
+        a.pop(volatile), b.pop(volatile)
+    assert a == b and a["timeout"] == "30.0"
+    data = dict(config_data, defaults={"supervisor-1": {"queue": ["default"], "timeout": 7, "tries": 4}})
+    other = configure(settings_from_dict(data))
+    try:
+        job_id = sample_jobs.add.dispatch("k", 1, 2)
+        h = other.redis.hgetall(other.keys.job(job_id))
+        assert (h["timeout"], h["tries"], h["status"]) == ("7.0", "4", "pending")
+    finally:
+        other.close()
+
+
+def test_job_ids_are_unique_and_a_forked_child_draws_its_own(hz):
+    from horizon.queue import next_job_id
+
+    ids = {next_job_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(i) == 36 and i[14] == "4" and i[19] in "89ab" for i in ids)
+    next_job_id()  # the pool now holds ids the parent has not used yet
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, ",".join(next_job_id() for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split(","))
+    parent = {next_job_id() for _ in range(100)}
+    assert len(child) == 100 and not child & parent and not child & ids
+
+
+def test_argument_that_refers_to_itself_is_refused(hz, redis_client, prefix):
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(PayloadError, match="refer to themselves"):
+        sample_jobs.add.dispatch("k", loop, 1)
+    with pytest.raises(PayloadError, match=r"args\[1\].*float nan"):
+        sample_jobs.add.dispatch("k", float("nan"), 1)
+    assert list(redis_client.scan_iter(match=f"{{{prefix}}}:*")) == []
+
+
 def test_automatic_and_explicit_tags(hz):
     job_id = sample_jobs.record.options(tags=["vip"]).dispatch("user-7")
     assert json.loads(job_hash(hz, job_id)["tags"]) == ["key:user-7", "vip"]
