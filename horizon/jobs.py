@@ -205,7 +205,12 @@ class BoundJob:
         hz = current()
         if self.opts.after or self.opts.idempotency_key is not None:
             return [self.dispatch(*args, **kwargs) for args, kwargs in calls]
-        return hz.queue.push(self._specs(calls, hz))
+        if self.definition.tags is not None:  # tags depend on each call's arguments
+            return hz.queue.push(self._specs(calls, hz))
+        bodies = [payload.encode(args, kwargs) for args, kwargs in calls]  # all checked before any write
+        if not bodies:
+            return []
+        return hz.queue.push_many_like(self.spec((), {}, hz).argv(), bodies)
 
 
 def job(

@@ -166,6 +166,23 @@ class JobQueue:
         self.scripts.call("push", 1, job_id, template[1], template[2], body, *template[4:])
         return job_id
 
+    def push_many_like(self, template: Sequence[Any], bodies: Sequence[str]) -> list[str]:
+        """Push one job per payload in ``bodies``, each as :meth:`push_like` does, pipelined in
+        chunks of PUSH_CHUNK; returns their ids in order."""
+        ids = new_job_ids(len(bodies))
+        name, queue, tail = template[1], template[2], tuple(template[4:])
+
+        def chunks() -> Iterable[list[Any]]:  # each written as soon as it is built
+            for start in range(0, len(ids), PUSH_CHUNK):
+                part = ids[start : start + PUSH_CHUNK]
+                args: list[Any] = [len(part)]
+                for job_id, body in zip(part, bodies[start : start + PUSH_CHUNK], strict=True):
+                    args += (job_id, name, queue, body, *tail)
+                yield args
+
+        self.scripts.call_each("push", chunks())
+        return ids
+
     def push_once(self, spec: JobSpec, lock_task: str, owner: str, lock_ms: int) -> bool:
         """Push ``spec`` unless the lock ``lock_task`` is taken; lock and push are one atomic step."""
         return bool(self.scripts.call("push_once", lock_task, owner, lock_ms, *spec.argv()))

@@ -59,6 +59,21 @@ def test_plain_dispatch_writes_what_a_dispatch_with_options_writes(hz, config_da
         other.close()
 
 
+def test_dispatch_many_applies_the_options_to_every_job(hz, redis_client):
+    before = time.time()
+    ids = sample_jobs.add.options(queue="bulk", delay=60, tries=3, tags=["vip"]).dispatch_many(
+        [(("k", i, 0), {}) for i in range(3)]
+    )
+    records = [job_hash(hz, job_id) for job_id in ids]
+    assert [json.loads(h["payload"])["args"] for h in records] == [["k", i, 0] for i in range(3)]
+    for job_id, h in zip(ids, records, strict=True):
+        fields = (h["id"], h["queue"], h["status"], h["tries"], h["tags"])
+        assert fields == (job_id, "bulk", "scheduled", "3", '["vip"]')
+        assert float(h["available_at"]) >= before + 60
+    assert redis_client.zcard(hz.keys.delayed("bulk")) == 3
+    assert sample_jobs.add.dispatch_many([]) == []
+
+
 def test_job_ids_are_unique_and_a_forked_child_draws_its_own(hz):
     from horizon.queue import next_job_id
 
