@@ -13,7 +13,7 @@ in one place.
 | queue:<q>                       | list   | pending job ids, LPUSH in, RPOP out (FIFO)            | none              |
 | queue:<q>:wake                  | list   | wake-up tokens idle workers block on (BRPOP)          | none              |
 | queue:<q>:delayed               | zset   | scheduled job ids scored by due time (unix s)         | none              |
-| queue:<q>:reserved              | zset   | reserved job ids scored by reservation deadline       | none              |
+| queue:<q>:reserved              | zset   | reserved job ids scored by deadline (whole seconds)   | none              |
 | paused                          | set    | paused queue names (honoured by every worker)         | none              |
 | index:<list>                    | zset   | recent/pending/completed/silenced/failed/             | trimmed by score  |
 |                                 |        | recent_failed job ids scored by a clock stamp         |                   |

@@ -39,9 +39,12 @@ def test_no_prefetch_without_a_short_runtime_estimate(hz):
 def test_prefetched_reservations_wait_their_turn(hz, redis_client):
     short_estimate(hz, "short")
     ids = push(hz, "short", 6, timeout=2)
+    before = float(redis_client.time()[0])
     jobs, _ = hz.queue.reserve_many(["short"], 4)
     assert [j.id for j in jobs] == ids[:4]
     deadlines = [redis_client.zscore(hz.keys.reserved("short"), j.id) for j in jobs]
+    # whole seconds, rounded up (stored as integers: cheap to compare in a small sorted set)
+    assert all(d == int(d) for d in deadlines) and deadlines[0] >= before + 2 + hz.settings.reservation_margin
     # each later job's window covers the ones before it (timeout + grace each)
     gaps = [b - a for a, b in zip(deadlines, deadlines[1:], strict=False)]
     assert all(g == pytest.approx(2 + 5, abs=0.01) for g in gaps), gaps

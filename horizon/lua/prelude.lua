@@ -416,24 +416,32 @@ local function next_due(queues)
   return best
 end
 
--- Reserve a job popped from queue q: nil when it is no longer pending. window is how long the
--- worker may hold it before starting it (a prefetched job waits for the ones before it).
-local function take(q, id, window, prefetched, worker)
+-- Reserve a job popped from queue q and append its 9 reply fields to out; returns its timeout, or
+-- nil when it is no longer pending. window is how long the worker may hold it before starting it
+-- (a prefetched job waits for the ones before it).
+local function take(q, id, window, prefetched, worker, out)
   local jk = K.job(id)
   local h = redis.call('HMGET', jk, 'status', 'name', 'payload', 'tries', 'timeout', 'backoff', 'tags', 'attempts')
   if h[1] ~= 'pending' then return nil end
   local attempts = (tonumber(h[8] or '') or 0) + 1
   local a = string.format('%d', attempts)
+  local timeout = tonumber(h[5]) or 0
   if prefetched then  -- which attempt was prefetched (recover_one does not count it)
     redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', NOW_TEXT, 'attempts', a, 'prefetched', a,
       'worker', worker)
   else
     redis.call('HSET', jk, 'status', 'reserved', 'reserved_at', NOW_TEXT, 'attempts', a, 'worker', worker)
   end
-  zadd_later(K.reserved(q), ftime(NOW + window + tonumber(h[5]) + C.margin), id)
+  -- whole seconds, rounded up: a small sorted set is a ziplist, whose inserts compare the
+  -- scores of every member before them, and a whole number is stored (and compared) as an
+  -- integer, not parsed from text each time (a prefetched batch inserts many at once)
+  zadd_later(K.reserved(q), fmt(math.ceil(NOW + window + timeout + C.margin)), id)
   rate_record(q, id)
   event('job:reserved', id, q, h[2], 'reserved', {attempts = attempts})
-  return {id, q, h[2], h[3], tostring(attempts), h[4], h[5], h[6], h[7]}, tonumber(h[5])
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, q, h[2], h[3], a
+  out[n + 6], out[n + 7], out[n + 8], out[n + 9] = h[4], h[5], h[6], h[7]
+  return timeout
 end
 
 -- Prefetch only for queues of short jobs: a prefetched job waits for the ones before it.
@@ -461,8 +469,9 @@ local function reserve(queues, woken_by, count, offset, worker)
       while true do
         local id = redis.call('RPOP', K.queue(q))
         if not id then break end
-        local out, timeout = take(q, id, offset, offset > 0, worker)
-        if out then
+        local out = {}
+        local timeout = take(q, id, offset, offset > 0, worker, out)
+        if timeout then
           if woken_by == '?' then
             -- pipelined right after the worker's BRPOP, which took a token if one was there
           elseif q ~= woken_by then
@@ -473,9 +482,8 @@ local function reserve(queues, woken_by, count, offset, worker)
             local window = offset + timeout + C.grace
             local taken = 0
             local function add(more_id)
-              local more, more_timeout = take(q, more_id, window, true, worker)
-              if more then
-                for _, v in ipairs(more) do out[#out + 1] = v end
+              local more_timeout = take(q, more_id, window, true, worker, out)
+              if more_timeout then
                 window = window + more_timeout + C.grace
                 taken = taken + 1
               end
@@ -593,6 +601,22 @@ local function push_jobs(first, n)
   return n
 end
 
+-- Whether attempt number attempt of job id (h: its status and attempts first) may be finished
+-- with outcome: its reservation is still this attempt's, or it was taken back while the attempt
+-- ran and the attempt succeeded (the job then leaves its queue or delayed set here).
+local function still_ours(h, outcome, id, attempt, queue)
+  if h[1] == 'reserved' and tonumber(h[2]) == attempt then return true end
+  if outcome == 'completed' and h[1] == 'pending' then
+    redis.call('LREM', K.queue(queue), 1, id)
+    return true
+  end
+  if outcome == 'completed' and h[1] == 'scheduled' then
+    redis.call('ZREM', K.delayed(queue), id)
+    return true
+  end
+  return false
+end
+
 -- Finish one attempt: outcome 'completed' | 'failed' (retried while tries are left) |
 -- 'failed_final' | 'release' (put back without counting the attempt: it never ran).
 -- detail is the exception JSON (failures) or the job's output. Returns the new status or 'stale'.
@@ -604,20 +628,6 @@ local function finish_one(outcome, id, attempt, runtime_text, detail)
   local state = 'stale'
   local queue, name = h[4], h[5]
 
-  local function still_ours()
-    if h[1] == 'reserved' and tonumber(h[2]) == attempt then return true end
-    -- the reservation was taken back while this attempt ran; a success still counts
-    if outcome == 'completed' and h[1] == 'pending' then
-      redis.call('LREM', K.queue(queue), 1, id)
-      return true
-    end
-    if outcome == 'completed' and h[1] == 'scheduled' then
-      redis.call('ZREM', K.delayed(queue), id)
-      return true
-    end
-    return false
-  end
-
   if outcome == 'release' then
     if h[1] ~= 'reserved' or tonumber(h[2]) ~= attempt then return 'stale' end
     redis.call('ZREM', K.reserved(queue), id)
@@ -628,7 +638,7 @@ local function finish_one(outcome, id, attempt, runtime_text, detail)
     return 'pending'
   end
 
-  if h[1] and still_ours() then
+  if h[1] and still_ours(h, outcome, id, attempt, queue) then
     zrem_later(K.reserved(queue), id)
     if outcome == 'completed' then
       local score = fmt(stamp())
