@@ -106,7 +106,7 @@ class JobDefinition:
         self.tries, self.timeout, self.backoff = tries, timeout, _backoff(backoff)
         self.tags = tags
         self.__doc__, self.__wrapped__ = fn.__doc__, fn
-        self._plain: tuple[Any, tuple[Any, ...]] | None = None  # (horizon, push fields of a plain dispatch)
+        self._plain = BoundJob(self, _NO_OPTIONS)  # kept: it remembers its push fields per configuration
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -118,20 +118,10 @@ class JobDefinition:
         return BoundJob(self, DispatchOptions(**options))
 
     def dispatch(self, *args: Any, **kwargs: Any) -> str:
-        """Push one job (one Redis round trip); returns its id. Its fields other than id and
-        payload come from the job and the configuration only: worked out once per configuration."""
-        from horizon.context import current
-
-        if self.tags is not None:  # tags depend on the arguments
-            return BoundJob(self, _NO_OPTIONS).dispatch(*args, **kwargs)
-        hz = current()
-        plain = self._plain
-        if plain is None or plain[0] is not hz:
-            plain = self._plain = (hz, tuple(BoundJob(self, _NO_OPTIONS).spec((), {}, hz).argv()))
-        return hz.queue.push_like(plain[1], payload.encode(args, kwargs))
+        return self._plain.dispatch(*args, **kwargs)
 
     def dispatch_many(self, calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]) -> list[str]:
-        return BoundJob(self, _NO_OPTIONS).dispatch_many(calls)
+        return self._plain.dispatch_many(calls)
 
     def call(self, *args: Any, **kwargs: Any) -> JobCall:
         return JobCall(self, args, kwargs)
@@ -154,6 +144,7 @@ class BoundJob:
 
     def __init__(self, definition: JobDefinition, options: DispatchOptions) -> None:
         self.definition, self.opts = definition, options
+        self._fields: tuple[Any, tuple[Any, ...]] | None = None  # (horizon, push fields), see fields()
 
     def options(self, **options: Any) -> BoundJob:
         return BoundJob(self.definition, replace(self.opts, **options))
@@ -186,17 +177,31 @@ class BoundJob:
             specs.append(JobSpec(payload=body, tags=tags, id=job_id, **same))
         return specs
 
+    def fields(self, hz: Any) -> tuple[Any, ...]:
+        """The push fields (``JobSpec.argv()``) of a job dispatched with these options, its id and
+        payload left to fill in: worked out once per configuration (per call with a delay, which
+        counts from now). Only for jobs whose tags do not depend on the arguments."""
+        cached = self._fields
+        if cached is not None and cached[0] is hz:
+            return cached[1]
+        fields = tuple(self.spec((), {}, hz).argv())
+        if not self.opts.delay:
+            self._fields = (hz, fields)
+        return fields
+
     def dispatch(self, *args: Any, **kwargs: Any) -> str:
         """Push one job (one Redis round trip); returns its id."""
         from horizon.context import current
 
         hz = current()
-        spec = self.spec(args, kwargs, hz)
         if self.opts.after or self.opts.idempotency_key is not None:
             from horizon import workflows
 
+            spec = self.spec(args, kwargs, hz)
             return workflows.create(hz, spec, idempotency_key=self.opts.idempotency_key, after=self.opts.after)
-        return hz.queue.push([spec])[0]
+        if self.definition.tags is not None:  # tags depend on the arguments
+            return hz.queue.push([self.spec(args, kwargs, hz)])[0]
+        return hz.queue.push_like(self.fields(hz), payload.encode(args, kwargs))
 
     def dispatch_many(self, calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]) -> list[str]:
         """Push many jobs pipelined; every payload is checked before anything is written."""
@@ -210,7 +215,7 @@ class BoundJob:
         bodies = [payload.encode(args, kwargs) for args, kwargs in calls]  # all checked before any write
         if not bodies:
             return []
-        return hz.queue.push_many_like(self.spec((), {}, hz).argv(), bodies)
+        return hz.queue.push_many_like(self.fields(hz), bodies)
 
 
 def job(

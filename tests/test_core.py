@@ -43,7 +43,8 @@ def test_plain_dispatch_writes_what_a_dispatch_with_options_writes(hz, config_da
     from horizon.config import settings_from_dict
     from horizon.context import configure
 
-    plain, general = sample_jobs.add.dispatch("k", 1, 2), sample_jobs.add.options().dispatch("k", 1, 2)
+    plain = sample_jobs.add.dispatch("k", 1, 2)
+    general = hz.queue.push([sample_jobs.add.options().spec(("k", 1, 2), {}, hz)])[0]
     a, b = job_hash(hz, plain), job_hash(hz, general)
     assert plain != general
     for volatile in ("id", "pushed_at", "index"):
@@ -72,6 +73,15 @@ def test_dispatch_many_applies_the_options_to_every_job(hz, redis_client):
         assert float(h["available_at"]) >= before + 60
     assert redis_client.zcard(hz.keys.delayed("bulk")) == 3
     assert sample_jobs.add.dispatch_many([]) == []
+
+
+def test_a_delay_counts_from_each_dispatch(hz):
+    delayed = sample_jobs.add.options(delay=60)
+    first = float(job_hash(hz, delayed.dispatch("k", 1, 2))["available_at"])
+    wait_for(lambda: time.time() > first - 60, message="the clock did not move")
+    before = time.time()
+    second = float(job_hash(hz, delayed.dispatch("k", 1, 2))["available_at"])
+    assert second >= before + 60 > first
 
 
 def test_job_ids_are_unique_and_a_forked_child_draws_its_own(hz):
