@@ -72,7 +72,3 @@ def latency(url: str, samples: int) -> dict[str, float]:
         "latency_ms_p50": round(statistics.median(values), 3),
         "latency_ms_p99": round(values[max(int(len(values) * 0.99) - 1, 0)], 3),
     }
-
-
-def measure(url: str, single: int, samples: int) -> dict[str, float]:
-    return {"dispatch_single_per_s": round(single_rate(url, single)), **latency(url, samples)}
