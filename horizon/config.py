@@ -23,6 +23,10 @@ from typing import Any
 
 import yaml
 
+# After a timeout, the longest a job that ignores it may run on before its worker exits (seconds);
+# less when the reservation margin is short (Settings.timeout_grace).
+TIMEOUT_GRACE = 5.0
+
 __all__ = [
     "ConfigError",
     "EmbeddedRedisSettings",
@@ -214,6 +218,14 @@ class Settings:
     supervisors: tuple[SupervisorSettings, ...] = field(default_factory=_default_supervisors)
     queues: Mapping[str, QueueSettings] = field(default_factory=dict, hash=False)
     schedule: tuple[ScheduleSettings, ...] = ()
+
+    @property
+    def timeout_grace(self) -> float:
+        """How long a job that ignores its timeout runs on before its worker exits (the hard
+        timeout): TIMEOUT_GRACE, or half the reservation margin when that is less, so that the
+        worker is gone before the job's reservation deadline (timeout + margin) puts the job back:
+        a job never runs twice at once."""
+        return min(TIMEOUT_GRACE, max(self.reservation_margin / 2, 0.01))
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields replaced (``dataclasses.replace``; not re-validated)."""

@@ -38,8 +38,6 @@ def script_names() -> list[str]:
 # Most wake-up tokens kept per queue: enough to wake every idle worker, bounded for memory.
 WAKE_CAP = 256
 
-# A job that ignores its timeout is stopped this many seconds later (worker hard timeout).
-TIMEOUT_GRACE = 5.0
 
 # Workers prefetch several jobs only from queues whose runtime estimate is at most this (ms).
 PREFETCH_MAX_RUNTIME_MS = 50
@@ -108,7 +106,7 @@ def script_settings(settings: Settings) -> str:
             "margin": settings.reservation_margin,
             "events_max": settings.events_max,
             "wake_cap": WAKE_CAP,
-            "grace": TIMEOUT_GRACE,
+            "grace": settings.timeout_grace,
             "prefetch_ms": PREFETCH_MAX_RUNTIME_MS,
             "trim": {
                 "recent": trim.recent * 60,

@@ -25,7 +25,6 @@ import redis
 from horizon import jobs, payload
 from horizon.context import Horizon
 from horizon.queue import Reserved
-from horizon.scripts import TIMEOUT_GRACE
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ class WorkerOptions:
     memory: int = 0  # MB of USS; 0 = no limit
     stop_when_empty: bool = False
     parent_pid: int | None = None  # exit when this process is gone
-    timeout_grace: float = TIMEOUT_GRACE  # after a timeout, how long a job may ignore it before a hard exit
+    timeout_grace: float | None = None  # how long a job may ignore its timeout (None: the config's)
     prefetch: int = 1  # jobs reserved per round trip from a queue of short jobs (1: no prefetch)
 
 
@@ -100,6 +99,8 @@ class Worker:
     ) -> None:
         self.hz, self.opts = hz, options
         self.queues = list(options.queues)
+        # the hard timeout comes before the reservation deadline (see Settings.timeout_grace)
+        self.grace = hz.settings.timeout_grace if options.timeout_grace is None else options.timeout_grace
         self.state = WorkerState()
         self.on_state = on_state
         self.stopping = False
@@ -132,7 +133,7 @@ class Worker:
     def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
         if not self.timed_out:
             self.timed_out = True
-            signal.setitimer(signal.ITIMER_REAL, self.opts.timeout_grace)
+            signal.setitimer(signal.ITIMER_REAL, self.grace)
             raise JobTimeout(f"job exceeded its timeout of {self.job.timeout:g}s" if self.job else "timeout")
         # the job swallowed the timeout: record the failure (and what else is held) and leave now
         if self.job is not None:
@@ -201,7 +202,7 @@ class Worker:
         after this batch's (the sum of its timeouts plus grace)."""
         if self.opts.prefetch <= 1 or len(self.batch) < 2 or self.stopping or self.early is not None:
             return
-        offset = sum(job.timeout + self.opts.timeout_grace for job in self.batch)
+        offset = sum(job.timeout + self.grace for job in self.batch)
         done, self.done = self.done, []
         try:
             if self._ack_connection is None:

@@ -830,3 +830,11 @@ def test_config_error_forms() -> None:
     )
     assert str(ConfigError("f.yaml", "", "file not found")) == "f.yaml: file not found"
     assert str(ConfigError("just a message")) == "just a message"
+
+
+def test_hard_timeout_grace_ends_before_the_reservation_deadline():
+    """A job that ignores its timeout is stopped 5 s later, or sooner when the reservation margin
+    is short: its worker is gone before the job's reservation deadline (timeout + margin)."""
+    assert settings_from_dict({}).timeout_grace == 5.0
+    assert settings_from_dict({"reservation_margin": 0.5}).timeout_grace == 0.25
+    assert 0 < settings_from_dict({"reservation_margin": 0}).timeout_grace <= 0.01

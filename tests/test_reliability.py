@@ -237,6 +237,45 @@ def test_poison_job_fails_with_worker_lost_and_pool_keeps_working(hz, procs, red
     assert set(runs) == {str(i) for i in range(600)}
 
 
+def test_slow_consumer_stopped_by_hard_timeout_gives_back_its_batch(
+    hz, procs, redis_client, prefix, capsys, config_data, tmp_path
+):
+    """A job that swallows its timeout, prefetched among short jobs under `horizon start`: the hard
+    timeout stops its worker (exit 70), which first acknowledges what it ran and puts back the
+    batch it had not started; the supervisor replaces it; the job ends failed after its tries,
+    and every other job runs exactly once."""
+    key, slow_key, prefetch = f"{prefix}:slow-consumer", f"{prefix}:stubborn", 16
+    supervisor = {"queue": ["default"], "balance": False, "max_processes": 2, "prefetch": prefetch}
+    procs.config.write_text(yaml.safe_dump(dict(config_data, defaults={"supervisor-1": supervisor})))
+    procs.env["HORIZON_YOUNG"] = "0.05"  # replaced without a cooldown
+    hz.redis.hset(hz.keys.queue_metrics("default"), "estimate", 1.0)  # short jobs: prefetched
+    ids = sample_jobs.record.dispatch_many([((key, i), {}) for i in range(300)])
+    slow = sample_jobs.stubborn.options(timeout=0.5, tries=2).dispatch(slow_key, 600)
+    ids += sample_jobs.record.dispatch_many([((key, i), {}) for i in range(300, 900)])
+    log = tmp_path / "master.log"
+    with log.open("w") as stderr:
+        master = procs.horizon("start", stdout=subprocess.DEVNULL, stderr=stderr)
+    start = time.monotonic()
+    wait_for(lambda: redis_client.hget(hz.keys.job(slow), "status") == "failed", timeout=45, interval=0.1,
+             message=f"the stubborn job did not end failed: {redis_client.hgetall(hz.keys.job(slow))}")
+    failed_after = time.monotonic() - start
+    wait_for(lambda: statuses(hz, ids).get("completed", 0) == 900, timeout=30, interval=0.1,
+             message=f"short jobs left behind: {statuses(hz, ids)}")
+    workers = wait_for(lambda: len(supervised_workers(master.pid)) == 2, timeout=15, message="pool not refilled")
+    master.terminate()
+    assert master.wait(timeout=30) == 0
+    hard_timeouts = log.read_text().count("died with exit code 70")
+    runs = executions(redis_client, key)
+    h = redis_client.hgetall(hz.keys.job(slow))
+    report(capsys, "slow-consumer", jobs=901, prefetch=prefetch, hard_timeouts=hard_timeouts,
+           lost=900 - len(set(runs)), duplicates=len(runs) - len(set(runs)), failed_after_s=round(failed_after, 2))
+    assert workers
+    assert (h["attempts"], redis_client.llen(slow_key)) == ("2", 2)
+    assert "ignored its timeout" in json.loads(h["exception"])["message"]
+    assert hard_timeouts == 2
+    assert sorted(runs, key=int) == [str(i) for i in range(900)]  # each exactly once
+
+
 # --- redis restart ----------------------------------------------------------------------------
 @pytest.fixture
 def own_redis(tmp_path: Path):
