@@ -281,11 +281,14 @@ class JobQueue:
         _, reply = self.scripts.after_blocking(brpop, "reserve", "?", count, worker, *queues)
         return Reserved.list_from_reply(reply), _next_due(reply)
 
-    def recover_worker(self, worker: str, queues: Sequence[str]) -> int:
-        """Put back at once what a worker that died held on ``queues`` (its reservations name it),
-        as an expired reservation is put back; returns how many. For its supervisor, which knows
-        the process is gone: a prefetched batch's windows can add up to many job timeouts."""
-        return int(self.scripts.call("recover_worker", worker, *queues))
+    def recover_worker(
+        self, worker: str, queues: Sequence[str], keep: Sequence[str] = (), why: str = "its worker died"
+    ) -> int:
+        """Put back at once what ``worker`` held on ``queues`` (its reservations name it), except
+        the ids in ``keep``, as an expired reservation is put back (``why`` says what happened);
+        returns how many. For a supervisor whose worker died, and for a worker that lost the reply
+        reserving its next batch: a prefetched batch's windows can add up to many job timeouts."""
+        return int(self.scripts.call("recover_worker", worker, why, len(keep), *keep, *queues))
 
     def release(self, job: Reserved) -> bool:
         """Put a reserved job back without counting the attempt."""

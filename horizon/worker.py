@@ -218,7 +218,7 @@ class Worker:
 
     def collect_early(self) -> list[Reserved]:
         """The reply of the early acknowledgement: the next batch (empty if the reply was lost: its
-        attempts are acknowledged again; jobs it reserved come back when their windows pass)."""
+        attempts are acknowledged again, and the jobs it reserved are put back at once)."""
         assert self.early is not None
         done, pending = self.early
         self.early = None
@@ -228,9 +228,30 @@ class Worker:
             log.warning("acknowledgement reply lost (%s); acknowledging again", exc)
             self._ack_connection.disconnect()
             self.done = done + self.done
+            self._put_back_lost_batch()
             return []
         self._log_stale(done, states)
         return jobs
+
+    def _put_back_lost_batch(self) -> None:
+        """The reply that reserved the next batch was lost, and with it which jobs they are: put
+        back every job reserved in this worker's name except those it still holds, now, instead
+        of when their windows end (a batch's windows add up to many timeouts)."""
+        keep = [job.id for job, *_ in self.done] + [job.id for job in self.batch]
+        if self.job is not None:
+            keep.append(self.job.id)
+
+        def put_back() -> int:
+            why = "the reply that reserved it was lost"
+            return self.hz.queue.recover_worker(self.opts.name, self.queues, keep, why)
+
+        try:  # a stopping worker tries once; otherwise it waits for Redis, as it must anyway
+            count = put_back() if self.stopping else self._retrying(put_back)
+        except redis.RedisError as exc:
+            log.warning("could not put back the batch the lost reply reserved (%s); its windows apply", exc)
+            return
+        if count:
+            log.warning("put back %d job(s) reserved by the lost reply", count)
 
     def acknowledge(self, want_next: bool) -> bool:
         """Finish the attempts done so far (and put back prefetched jobs when stopping) in one

@@ -221,3 +221,29 @@ def test_the_supervisor_puts_back_at_once_what_a_killed_worker_held(hz, procs, r
 
 def statuses_of(hz, ids: list[str]) -> set[str]:
     return {hz.queue.get(i)["status"] for i in ids}
+
+
+def test_a_lost_early_acknowledgement_puts_back_the_batch_it_reserved(hz, redis_client):
+    """The reply of an early acknowledgement (which also reserved the next batch) is lost with its
+    connection: the worker puts that batch back at once, not when its windows end (here up to
+    4 x 65 s), and keeps the jobs it ran, which it acknowledges again."""
+    from horizon.worker import Worker, WorkerOptions
+
+    short_estimate(hz, "lostack")
+    ids = push(hz, "lostack", 8, timeout=60)
+    worker = Worker(hz, WorkerOptions(queues=["lostack"], prefetch=4, name="sup:lost"))
+    worker.batch, _ = hz.queue.reserve_many(["lostack"], 4, worker="sup:lost")
+    hz.queue.finish_many([])  # the finish script is loaded (as in any running deployment)
+    worker.send_early()  # reserves the next 4 while the worker runs these
+    wait_for(lambda: hz.queue.get(ids[7])["status"] == "reserved", message="the early acknowledgement did not run")
+    worker.done = [(job, "completed", 1.0, "") for job in worker.batch]  # ran them
+    worker.batch = []
+    worker._ack_connection.disconnect()  # the reply is lost with the connection
+    assert worker.collect_early() == []
+    for job_id in ids[4:]:  # prefetched and never started: back, no try counted
+        h = hz.queue.get(job_id)
+        assert (h["status"], h["attempts"]) == ("pending", "0")
+    assert sorted(redis_client.lrange(hz.keys.queue("lostack"), 0, -1)) == sorted(ids[4:])
+    assert all(hz.queue.get(job_id)["status"] == "reserved" for job_id in ids[:4])  # still its own
+    worker.acknowledge(want_next=False)
+    assert all(hz.queue.get(job_id)["status"] == "completed" for job_id in ids[:4])
