@@ -282,13 +282,15 @@ class JobQueue:
         return Reserved.list_from_reply(reply), _next_due(reply)
 
     def recover_worker(
-        self, worker: str, queues: Sequence[str], keep: Sequence[str] = (), why: str = "its worker died"
+        self, worker: str, queues: Sequence[str], keep: Sequence[str] = (), unstarted: bool = False
     ) -> int:
         """Put back at once what ``worker`` held on ``queues`` (its reservations name it), except
-        the ids in ``keep``, as an expired reservation is put back (``why`` says what happened);
-        returns how many. For a supervisor whose worker died, and for a worker that lost the reply
-        reserving its next batch: a prefetched batch's windows can add up to many job timeouts."""
-        return int(self.scripts.call("recover_worker", worker, why, len(keep), *keep, *queues))
+        the ids in ``keep``; returns how many. For a supervisor whose worker died (as an expired
+        reservation is put back: a job that may have run counts a try), and, with ``unstarted``,
+        for a worker that lost a reply reserving jobs it never started (released, no try
+        counted). A prefetched batch's windows can add up to many job timeouts."""
+        mode = "unstarted" if unstarted else "died"
+        return int(self.scripts.call("recover_worker", worker, mode, len(keep), *keep, *queues))
 
     def release(self, job: Reserved) -> bool:
         """Put a reserved job back without counting the attempt."""

@@ -39,6 +39,11 @@ def script_names() -> list[str]:
 WAKE_CAP = 256
 
 
+# Scripts that reserve jobs for a worker. A connection error on one of them is raised, not retried
+# through the client: the call may have run and reserved jobs whose reply was lost, and running it
+# again would leave those reserved until their windows end. The worker puts them back first.
+RESERVING = frozenset({"reserve", "finish"})
+
 # Workers prefetch several jobs only from queues whose runtime estimate is at most this (ms).
 PREFETCH_MAX_RUNTIME_MS = 50
 
@@ -137,7 +142,8 @@ class Scripts:
     Script calls go straight to a connection of their own per thread (EVALSHA written and its
     reply read on the connection), not through redis-py's command path: on the job hot path that
     path costs more than Redis takes to run the script. A connection error falls back to the
-    client, whose retry policy applies; a flushed script cache (NOSCRIPT) loads the script again.
+    client, whose retry policy applies (except for RESERVING scripts: raised); a flushed script
+    cache (NOSCRIPT) loads the script again.
     """
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
@@ -195,6 +201,8 @@ class Scripts:
             return self._load_and_call(connection, name, args)
         except (redis.ConnectionError, redis.TimeoutError):
             connection.disconnect()
+            if name in RESERVING:  # it may have run: the worker puts back what it reserved, then retries
+                raise
             return self._scripts[name](keys=self._routing, args=self.args(*args))
 
     def call_each(self, name: str, calls: Iterable[Sequence[Any]]) -> list[Any]:

@@ -234,24 +234,26 @@ class Worker:
         return jobs
 
     def _put_back_lost_batch(self) -> None:
-        """The reply that reserved the next batch was lost, and with it which jobs they are: put
-        back every job reserved in this worker's name except those it still holds, now, instead
-        of when their windows end (a batch's windows add up to many timeouts)."""
-        keep = [job.id for job, *_ in self.done] + [job.id for job in self.batch]
+        """The reply that reserved the next batch was lost: put back what it reserved (see
+        :meth:`_put_back_unheld`), waiting for Redis as any call does (once when stopping)."""
+        try:
+            if self.stopping:
+                self._put_back_unheld()
+            else:
+                self._retrying(self._put_back_unheld)
+        except (redis.RedisError, _Interrupt) as exc:
+            log.warning("could not put back the jobs a lost reply reserved (%r); their windows apply", exc)
+
+    def _put_back_unheld(self, holding: Sequence[Reserved] = ()) -> None:
+        """A reply that reserved jobs was lost, and with it which jobs they are: put back now every
+        job reserved in this worker's name except those it holds (``holding`` and what it ran or
+        has in hand), instead of when their windows end (a batch's add up to many timeouts)."""
+        keep = {job.id for job in holding} | {job.id for job, *_ in self.done} | {job.id for job in self.batch}
         if self.job is not None:
-            keep.append(self.job.id)
-
-        def put_back() -> int:
-            why = "the reply that reserved it was lost"
-            return self.hz.queue.recover_worker(self.opts.name, self.queues, keep, why)
-
-        try:  # a stopping worker tries once; otherwise it waits for Redis, as it must anyway
-            count = put_back() if self.stopping else self._retrying(put_back)
-        except redis.RedisError as exc:
-            log.warning("could not put back the batch the lost reply reserved (%s); its windows apply", exc)
-            return
+            keep.add(self.job.id)
+        count = self.hz.queue.recover_worker(self.opts.name, self.queues, sorted(keep), unstarted=True)
         if count:
-            log.warning("put back %d job(s) reserved by the lost reply", count)
+            log.warning("put back %d job(s) reserved by a lost reply", count)
 
     def acknowledge(self, want_next: bool) -> bool:
         """Finish the attempts done so far (and put back prefetched jobs when stopping) in one
@@ -267,7 +269,8 @@ class Worker:
         states, jobs, self.next_due = self._retrying(
             lambda: self.hz.queue.finish_many(
                 done, self.queues if want_next else None, self.opts.prefetch, self.opts.name
-            )
+            ),
+            holding=[job for job, *_ in done] if want_next else None,
         )
         self._log_stale(done, states)
         self.batch += jobs
@@ -292,7 +295,7 @@ class Worker:
         """Reserve at once if jobs are there, else block until woken (or something is due)."""
         count = self.opts.prefetch
         jobs, due = ([], self.next_due) if tried else self._retrying(
-            lambda: self.hz.queue.reserve_many(self.queues, count, worker=self.opts.name)
+            lambda: self.hz.queue.reserve_many(self.queues, count, worker=self.opts.name), holding=()
         )
         while not jobs and not self.should_stop():
             if self.opts.stop_when_empty and due is None:
@@ -305,7 +308,8 @@ class Worker:
                 if self.stopping:
                     return []
                 jobs, due = self._retrying(
-                    lambda t=timeout: self.hz.queue.wait_and_reserve(self.queues, t, count, self.opts.name)
+                    lambda t=timeout: self.hz.queue.wait_and_reserve(self.queues, t, count, self.opts.name),
+                    holding=(),
                 )
             except _Interrupt:
                 return []
@@ -383,15 +387,22 @@ class Worker:
             if self.on_state:
                 self.on_state(self.state)
 
-    def _retrying(self, call: Callable[[], Any]) -> Any:
-        """Run a Redis call, waiting out connection errors with backoff (Redis restarts)."""
-        delay = 0.1
+    def _retrying(self, call: Callable[[], Any], holding: Sequence[Reserved] | None = None) -> Any:
+        """Run a Redis call, waiting out connection errors with backoff (Redis restarts). For a
+        call that reserves jobs, ``holding`` is what the worker holds meanwhile: the failed call
+        may have run and reserved jobs whose reply was lost, so those are put back before the
+        call is tried again (:meth:`_put_back_unheld`)."""
+        delay, lost = 0.1, False
         while True:
             try:
+                if lost:
+                    self._put_back_unheld(holding or ())
+                    lost = False
                 return call()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if self.stopping and self.job is None:
                     raise _Interrupt() from exc
+                lost = lost or holding is not None
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -247,3 +247,36 @@ def test_a_lost_early_acknowledgement_puts_back_the_batch_it_reserved(hz, redis_
     assert all(hz.queue.get(job_id)["status"] == "reserved" for job_id in ids[:4])  # still its own
     worker.acknowledge(want_next=False)
     assert all(hz.queue.get(job_id)["status"] == "completed" for job_id in ids[:4])
+
+
+def test_a_lost_acknowledgement_reply_leaves_no_batch_behind(hz, redis_client, config_data, redis_url):
+    """The reply of a worker's acknowledgement, which also reserved its next batch, is lost on the
+    network after Redis ran it: the worker puts that batch back before it acknowledges again, so
+    no job stays reserved in its name but the batch it then holds."""
+    from horizon.config import settings_from_dict
+    from horizon.context import Horizon
+    from horizon.worker import Worker, WorkerOptions
+    from tests.helpers import ReplyCuttingProxy
+
+    short_estimate(hz, "cut")
+    ids = push(hz, "cut", 12, timeout=60)
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    proxy = ReplyCuttingProxy(port)
+    through = Horizon(settings_from_dict(dict(config_data, redis={"url": proxy.url})))
+    try:
+        worker = Worker(through, WorkerOptions(queues=["cut"], prefetch=4, name="sup:cut"))
+        ran, _ = through.queue.reserve_many(["cut"], 4, worker="sup:cut")
+        through.queue.finish_many([])  # the finish script is loaded (as in any running deployment)
+        worker.done = [(job, "completed", 1.0, "") for job in ran]
+        proxy.cut_next_reply()
+        worker.acknowledge(want_next=True)  # the first reply (batch ids[4:8]) is lost; retried
+        assert proxy.cuts == 1
+        held = [job.id for job in worker.batch]
+        assert len(held) == 4 and all(hz.queue.get(i)["status"] == "completed" for i in ids[:4])
+        reserved = redis_client.zrange(hz.keys.reserved("cut"), 0, -1)
+        assert sorted(reserved) == sorted(held)  # nothing else left reserved in its name
+        back = [i for i in ids[4:] if i not in held]  # never started: released, no try counted
+        assert [(hz.queue.get(i)["status"], hz.queue.get(i)["attempts"]) for i in back] == [("pending", "0")] * 4
+    finally:
+        through.close()
+        proxy.close()
