@@ -114,6 +114,23 @@ def test_argument_that_refers_to_itself_is_refused(hz, redis_client, prefix):
     assert list(redis_client.scan_iter(match=f"{{{prefix}}}:*")) == []
 
 
+def test_a_push_run_again_leaves_the_job_alone(hz, redis_client):
+    """A push whose reply was lost may be run again with the same id (the client's retry): the
+    second run writes nothing, even when a worker has reserved the job in between."""
+    from horizon.queue import JobSpec
+
+    spec = JobSpec(name="tests.noop", queue="again", payload='{"args":[],"kwargs":{}}')
+    hz.queue.push([spec])
+    job, _ = hz.queue.reserve(["again"], worker="sup:1")
+    before = job_hash(hz, spec.id)
+    assert hz.scripts.call("push", 1, *spec.argv()) == 0
+    assert job_hash(hz, spec.id) == before and before["status"] == "reserved"
+    assert redis_client.llen(hz.keys.queue("again")) == 0  # not queued a second time
+    other = JobSpec(name="tests.noop", queue="again", payload='{"args":[],"kwargs":{}}')
+    assert hz.scripts.call("push", 2, *spec.argv(), *other.argv()) == 1  # the new one is written
+    assert redis_client.lrange(hz.keys.queue("again"), 0, -1) == [other.id]
+
+
 def test_automatic_and_explicit_tags(hz):
     job_id = sample_jobs.record.options(tags=["vip"]).dispatch("user-7")
     assert json.loads(job_hash(hz, job_id)["tags"]) == ["key:user-7", "vip"]

@@ -535,7 +535,8 @@ local function remove_job(id, from_list)
   return true
 end
 
--- Push n jobs whose fields start at ARGV[first], 10 per job (see push.lua). Returns n.
+-- Push n jobs whose fields start at ARGV[first], 10 per job (see push.lua). Returns how many were
+-- written (an id that exists already is skipped).
 -- Per job one HSET and one event; the indexes and queue lists get one write per call.
 local function push_jobs(first, n)
   local monitored = nil  -- whether any tag is monitored: asked once, when a job has tags
@@ -543,37 +544,43 @@ local function push_jobs(first, n)
   local scored = {}    -- score, id pairs for the recent and pending indexes
   local runnable = {}  -- queue -> ids made runnable, in push order
   local queues = {}    -- queues in first-seen order
+  local pushed = 0     -- jobs written (an id already there is skipped)
   for i = 0, n - 1 do
     local b = first + i * 10
     local id, name, queue, payload, tags = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
     local available_at = tonumber(ARGV[b + 8])
     local jk = K.job(id)
-    local score = fmt(stamp())
-    local status = 'pending'
-    if available_at and available_at > NOW then status = 'scheduled' end
-    redis.call('HSET', jk, 'id', id, 'name', name, 'queue', queue, 'status', status,
-      'payload', payload, 'tags', tags, 'attempts', '0', 'tries', ARGV[b + 5],
-      'timeout', ARGV[b + 6], 'backoff', ARGV[b + 7], 'pushed_at', pushed_at, 'index', score)
-    if ARGV[b + 9] ~= '' then
-      for k, v in pairs(cjson.decode(ARGV[b + 9])) do redis.call('HSET', jk, k, tostring(v)) end
+    -- an id already pushed is left alone: a call run again after its reply was lost (a client's
+    -- retry) must not reset a job that a worker may hold by then
+    if redis.call('EXISTS', jk) == 0 then
+      pushed = pushed + 1
+      local score = fmt(stamp())
+      local status = 'pending'
+      if available_at and available_at > NOW then status = 'scheduled' end
+      redis.call('HSET', jk, 'id', id, 'name', name, 'queue', queue, 'status', status,
+        'payload', payload, 'tags', tags, 'attempts', '0', 'tries', ARGV[b + 5],
+        'timeout', ARGV[b + 6], 'backoff', ARGV[b + 7], 'pushed_at', pushed_at, 'index', score)
+      if ARGV[b + 9] ~= '' then
+        for k, v in pairs(cjson.decode(ARGV[b + 9])) do redis.call('HSET', jk, k, tostring(v)) end
+      end
+      if not runnable[queue] then runnable[queue] = {}; queues[#queues + 1] = queue end
+      if status == 'scheduled' then
+        redis.call('HSET', jk, 'available_at', ftime(available_at))
+        redis.call('ZADD', K.delayed(queue), ftime(available_at), id)
+      else
+        local ids = runnable[queue]
+        ids[#ids + 1] = id
+      end
+      scored[#scored + 1] = score
+      scored[#scored + 1] = id
+      if tags ~= '[]' and tags ~= '' then
+        if monitored == nil then monitored = redis.call('SCARD', K.monitoring()) > 0 end
+        if monitored then index_monitored(id, score, tags) end
+      end
+      event(status == 'pending' and 'job:pending' or 'job:delayed', id, queue, name, status)
     end
-    if not runnable[queue] then runnable[queue] = {}; queues[#queues + 1] = queue end
-    if status == 'scheduled' then
-      redis.call('HSET', jk, 'available_at', ftime(available_at))
-      redis.call('ZADD', K.delayed(queue), ftime(available_at), id)
-    else
-      local ids = runnable[queue]
-      ids[#ids + 1] = id
-    end
-    scored[#scored + 1] = score
-    scored[#scored + 1] = id
-    if tags ~= '[]' and tags ~= '' then
-      if monitored == nil then monitored = redis.call('SCARD', K.monitoring()) > 0 end
-      if monitored then index_monitored(id, score, tags) end
-    end
-    event(status == 'pending' and 'job:pending' or 'job:delayed', id, queue, name, status)
   end
-  if n > 0 then
+  if #scored > 0 then
     redis.call('ZADD', K.index('recent'), unpack(scored))
     redis.call('ZADD', K.index('pending'), unpack(scored))
   end
@@ -598,7 +605,7 @@ local function push_jobs(first, n)
     trim_index('recent', C.trim.recent)
     trim_index('pending', C.trim.pending)
   end
-  return n
+  return pushed
 end
 
 -- Whether attempt number attempt of job id (h: its status and attempts first) may be finished
