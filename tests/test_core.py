@@ -131,6 +131,24 @@ def test_a_push_run_again_leaves_the_job_alone(hz, redis_client):
     assert redis_client.lrange(hz.keys.queue("again"), 0, -1) == [other.id]
 
 
+def test_a_retry_run_again_makes_no_second_copy(hz, redis_client):
+    """A retry whose reply was lost may be run again with the same new id: the copy it made is
+    left as it is (here already reserved), and the original lists it once."""
+    from horizon.queue import JobSpec
+
+    spec = JobSpec(name="tests.noop", queue="redo", payload='{"args":[],"kwargs":{}}')
+    hz.queue.push([spec])
+    job, _ = hz.queue.reserve(["redo"])
+    hz.queue.finish_many([(job, "failed_final", 1.0, '{"class":"E","message":"m","traceback":""}')])
+    copy = hz.queue.retry(spec.id)
+    taken, _ = hz.queue.reserve(["redo"], worker="sup:1")
+    assert taken.id == copy
+    assert hz.scripts.call("retry", spec.id, copy) == copy  # run again with the same new id
+    assert job_hash(hz, copy)["status"] == "reserved"
+    assert redis_client.llen(hz.keys.queue("redo")) == 0
+    assert [r["id"] for r in json.loads(job_hash(hz, spec.id)["retried_by"])] == [copy]
+
+
 def test_automatic_and_explicit_tags(hz):
     job_id = sample_jobs.record.options(tags=["vip"]).dispatch("user-7")
     assert json.loads(job_hash(hz, job_id)["tags"]) == ["key:user-7", "vip"]

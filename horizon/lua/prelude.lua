@@ -714,11 +714,13 @@ end
 
 -- Retry a failed job: copy it as a new pending job (retry_of on the copy, an entry on the
 -- original's retried_by list). h is the original's HMGET of RETRY_FIELDS; extra holds further
--- fields for the copy (e.g. batch_id). Returns nothing.
+-- fields for the copy (e.g. batch_id). Returns nothing; does nothing when the copy exists already.
 local RETRY_FIELDS = {'status', 'name', 'queue', 'payload', 'tags', 'tries', 'timeout', 'backoff', 'type',
   'retried_by'}
 local function retry_copy(id, new_id, h, extra)
   local nk = K.job(new_id)
+  -- made already by this same call, run again after its reply was lost (a client's retry)
+  if redis.call('EXISTS', nk) == 1 then return end
   local score = fmt(stamp())
   redis.call('HSET', nk, 'id', new_id, 'name', h[2], 'queue', h[3], 'status', 'pending',
     'payload', h[4], 'tags', h[5], 'attempts', '0', 'tries', h[6], 'timeout', h[7],
