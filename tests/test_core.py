@@ -149,6 +149,19 @@ def test_a_retry_run_again_makes_no_second_copy(hz, redis_client):
     assert [r["id"] for r in json.loads(job_hash(hz, spec.id)["retried_by"])] == [copy]
 
 
+def test_a_create_run_again_replays(hz, redis_client):
+    """The API's create script run again with the same job id (its reply was lost) writes nothing
+    and answers as a replay, even with no idempotency key."""
+    from horizon.queue import JobSpec
+
+    spec = JobSpec(name="tests.noop", queue="made", payload='{"args":[],"kwargs":{}}')
+    assert hz.scripts.call("create", "", "h", 60, "", *spec.argv())[0] == "created"
+    hz.queue.reserve(["made"], worker="sup:1")
+    assert hz.scripts.call("create", "", "h", 60, "", *spec.argv()) == ["replay", spec.id]
+    assert job_hash(hz, spec.id)["status"] == "reserved"
+    assert redis_client.llen(hz.keys.queue("made")) == 0
+
+
 def test_automatic_and_explicit_tags(hz):
     job_id = sample_jobs.record.options(tags=["vip"]).dispatch("user-7")
     assert json.loads(job_hash(hz, job_id)["tags"]) == ["key:user-7", "vip"]

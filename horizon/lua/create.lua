@@ -17,6 +17,9 @@ if key ~= '' then
   end
 end
 
+-- the same call run again after its reply was lost (a client's retry): the job is there already
+if redis.call('EXISTS', K.job(id)) == 1 then return {'replay', id} end
+
 local waiting = false
 if parent ~= '' then
   local ps = redis.call('HGET', K.job(parent), 'status')
