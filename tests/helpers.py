@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from bench.peers.proxy import RoundTripProxy
 
 T = TypeVar("T")
 
@@ -42,52 +43,24 @@ def in_forked_child(check: Callable[[], bool]) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-class ReplyCuttingProxy:
-    """A loopback TCP proxy in front of Redis that can lose a reply: after ``cut_next_reply()``,
-    the next bytes Redis sends on any connection are dropped and that connection is cut, so the
-    command ran on Redis but its caller never hears back (a network fault, not a mock)."""
+
+class ReplyCuttingProxy(RoundTripProxy):
+    """The benchmark's loopback proxy in front of Redis, able to lose a reply: after
+    ``cut_next_reply()``, the next bytes Redis sends on any connection are dropped and that
+    connection is cut, so the command ran on Redis but its caller never hears back (a network
+    fault, not a mock)."""
 
     def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
-        self.host, self.target_port = host, target_port
         self.cuts = 0
         self._cut = threading.Event()
-        self._server = socket.create_server((host, 0))
-        self.port = self._server.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        super().__init__(target_port, host)
 
     def cut_next_reply(self) -> None:
         self._cut.set()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection((self.host, self.target_port))
-            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, replies: bool) -> None:
-        try:
-            while data := src.recv(65536):
-                if replies and self._cut.is_set():
-                    self._cut.clear()
-                    self.cuts += 1
-                    break  # the reply is dropped and the connection cut below
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self._server.close()
+    def relay(self, data: bytes, from_client: bool, state: dict) -> bool:
+        if not from_client and self._cut.is_set():
+            self._cut.clear()
+            self.cuts += 1
+            return False
+        return super().relay(data, from_client, state)

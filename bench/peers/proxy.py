@@ -41,12 +41,8 @@ class RoundTripProxy:
         try:
             while True:
                 data = src.recv(65536)
-                if not data:
+                if not data or not self.relay(data, from_client, state):
                     break
-                with self._lock:
-                    if from_client and not state["client_spoke_last"]:
-                        self.turns += 1
-                    state["client_spoke_last"] = from_client
                 dst.sendall(data)
         except OSError:
             pass
@@ -56,6 +52,15 @@ class RoundTripProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+    def relay(self, data: bytes, from_client: bool, state: dict) -> bool:
+        """Called with each chunk before it is passed on; False cuts the connection instead
+        (a subclass may lose replies on purpose). Here: count the round trips."""
+        with self._lock:
+            if from_client and not state["client_spoke_last"]:
+                self.turns += 1
+            state["client_spoke_last"] = from_client
+        return True
 
     def close(self) -> None:
         self._closed = True
