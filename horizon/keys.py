@@ -28,6 +28,7 @@ in one place.
 | measured:jobs / measured:queues | set    | names that have metrics                               | none              |
 | snapshots:job:<name>            | zset   | snapshots JSON by time, oldest first                  | trimmed by count  |
 | snapshots:queue:<q>             | zset   | same for queues                                       | trimmed by count  |
+| snapshots:taken                 | string | id of the last snapshot call (a re-run is a no-op)    | none              |
 | throughput:<minute>             | string | jobs finished in that unix minute                     | 2 hours           |
 | events                          | stream | job and queue events (SSE, RPC), capped               | MAXLEN ~          |
 | masters / supervisors           | zset   | names by last heartbeat                               | members trimmed   |
@@ -75,6 +76,7 @@ SCHEMA: dict[str, str] = {
     "measured_queues": "{p}:measured:queues",
     "job_snapshots": "{p}:snapshots:job:{name}",
     "queue_snapshots": "{p}:snapshots:queue:{queue}",
+    "snapshot_taken": "{p}:snapshots:taken",
     "throughput": "{p}:throughput:{minute}",
     "events": "{p}:events",
     "masters": "{p}:masters",

@@ -183,6 +183,21 @@ def test_snapshots_record_intervals_and_keep_the_newest(hz):
     assert metrics.runtime_estimate_ms("default") > 300
 
 
+def test_a_snapshot_run_again_records_nothing(hz):
+    """A snapshot call whose reply was lost may be run again by the client: it must not record a
+    second, empty snapshot of the interval the first run just reset."""
+    metrics = MetricsRepository(hz)
+    push(hz, 2)
+    run(hz, 2, runtime=50.0)
+    args = ('{"default": 0}', 10, 10, "call-1")
+    assert hz.scripts.call("snapshot", *args) == [1, 1]
+    assert hz.scripts.call("snapshot", *args) == [0, 0]  # the same call again
+    assert [s["throughput"] for s in metrics.job_snapshots("tests.noop")] == [2]
+    assert [s["throughput"] for s in metrics.queue_snapshots("default")] == [2]
+    metrics.snapshot()  # a new call records the (empty) next interval
+    assert [s["throughput"] for s in metrics.job_snapshots("tests.noop")] == [2, 0]
+
+
 def test_queue_with_max_runtime_and_throughput_read_the_latest_snapshot(hz):
     metrics = MetricsRepository(hz)
     assert metrics.queue_with_max_runtime() is None and metrics.queue_with_max_throughput() is None

@@ -162,6 +162,40 @@ def test_a_create_run_again_replays(hz, redis_client):
     assert redis_client.llen(hz.keys.queue("made")) == 0
 
 
+def test_a_queue_retry_run_again_reports_the_copies_it_made(hz, redis_client):
+    """A queue's retry-all call run again with the same pairs makes no second copy and still
+    answers with the copies it made (the caller reports how many jobs were retried)."""
+    from horizon.queue import JobSpec
+
+    specs = [JobSpec(name="tests.noop", queue="redo-all", payload='{"args":[],"kwargs":{}}') for _ in range(2)]
+    hz.queue.push(specs)
+    for _ in specs:
+        job, _ = hz.queue.reserve(["redo-all"])
+        hz.queue.finish_many([(job, "failed_final", 1.0, '{"class":"E","message":"m","traceback":""}')])
+    pairs = [a for i, s in enumerate(specs) for a in (s.id, f"copy-{i}")]
+    assert hz.scripts.call("retry_queue", "redo-all", *pairs) == ["copy-0", "copy-1"]
+    hz.queue.reserve(["redo-all"], worker="sup:1")
+    assert hz.scripts.call("retry_queue", "redo-all", *pairs) == ["copy-0", "copy-1"]
+    assert redis_client.llen(hz.keys.queue("redo-all")) == 1  # one copy reserved, one queued, once
+    for i, spec in enumerate(specs):
+        assert [r["id"] for r in json.loads(job_hash(hz, spec.id)["retried_by"])] == [f"copy-{i}"]
+
+
+def test_a_schedule_push_run_again_answers_pushed(hz, redis_client):
+    """push_once run again by the same owner for the same occurrence (its reply was lost) answers
+    that it pushed, and pushes nothing more; another owner is still refused."""
+    from horizon.queue import JobSpec
+
+    spec = JobSpec(name="tests.noop", queue="timed", payload='{"args":[],"kwargs":{}}')
+    assert hz.queue.push_once(spec, "schedule:s:1", "master-a", 60_000)
+    assert hz.queue.push_once(spec, "schedule:s:1", "master-a", 60_000)  # the same call again
+    assert not hz.queue.push_once(spec, "schedule:s:1", "master-b", 60_000)
+    assert redis_client.lrange(hz.keys.queue("timed"), 0, -1) == [spec.id]
+    other = JobSpec(name="tests.noop", queue="timed", payload='{"args":[],"kwargs":{}}')
+    assert not hz.queue.push_once(other, "schedule:s:1", "master-b", 60_000)
+    assert not hz.queue.push_once(other, "schedule:s:1", "master-a", 60_000)  # lock ours, job not written
+
+
 def test_automatic_and_explicit_tags(hz):
     job_id = sample_jobs.record.options(tags=["vip"]).dispatch("user-7")
     assert json.loads(job_hash(hz, job_id)["tags"]) == ["key:user-7", "vip"]

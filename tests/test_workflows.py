@@ -156,6 +156,29 @@ def test_retrying_one_failed_member_counts_it_in_its_batch_again(hz, redis_clien
     assert redis_client.hget(hz.keys.job(hz.queue.retry(alone)), "batch_id") is None
 
 
+def test_a_batch_transaction_run_again_keeps_its_counts(hz, redis_client):
+    """The batch transaction run again (the client retried it after its reply was lost) must not
+    reset a batch whose members have finished since: its callbacks would never run."""
+    from horizon.workflows import _spec, push_batch
+
+    log = key()
+    members = [_spec(sample_jobs.record.call(log, n), hz) for n in (1, 2)]
+    then = _spec(sample_jobs.record.call(log, "then"), hz)
+    bid = push_batch(hz, members, callbacks={"then": then})
+    job, _ = hz.queue.reserve(["default"])
+    hz.queue.finish(job, "completed", 1.0)
+    before = redis_client.hgetall(hz.keys.batch(bid))
+    assert before["pending_jobs"] == "1"
+    # the transaction's calls again, as redis-py's retry sends them
+    assert hz.scripts.call("batch", bid, "", 2, "then", *then.argv()) == bid
+    assert hz.scripts.call("push", 2, *[a for s in members for a in s.argv()]) == 0
+    assert redis_client.hgetall(hz.keys.batch(bid)) == before
+    assert status(hz, then.id) == "scheduled" and status(hz, job.id) == "completed"
+    last, _ = hz.queue.reserve(["default"])
+    hz.queue.finish(last, "completed", 1.0)
+    assert status(hz, then.id) == "pending"  # released: the batch finished
+
+
 def test_cancelled_batch_member_counts_as_failed_and_finishes_the_batch(hz, redis_client):
     log = key()
     bid = horizon.batch([sample_jobs.record.call(log, 1)], finally_=sample_jobs.record.call(log, "finally"))

@@ -2,8 +2,11 @@
 -- callback its role ('then' | 'catch' | 'finally') and the 10 job fields of push.lua.
 -- Callbacks are written as jobs waiting for the batch ('scheduled', field waiting_batch); the
 -- members are pushed next (push.lua, extra batch_id) in the same transaction. Returns the id.
+-- A batch id that exists already is this call run again (the client retried a transaction whose
+-- reply was lost): nothing is written, since members may have finished since and been counted.
 local bid, name, total = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local bk = K.batch(bid)
+if redis.call('EXISTS', bk) == 1 then return bid end
 redis.call('HSET', bk, 'id', bid, 'name', name, 'total_jobs', total, 'pending_jobs', total,
   'failed_jobs', 0, 'failed_job_ids', '[]', 'created_at', NOW_TEXT)
 local cb = {}

@@ -1,18 +1,23 @@
 -- Retry failed jobs of a queue: ARGV[3] queue, then pairs (failed id, new id). A job is
 -- retried when it is failed, belongs to the queue, and has no retry that is pending, scheduled,
--- reserved or completed. Returns the new ids created.
+-- reserved or completed. Returns the new ids created (a new id that exists already as a copy of
+-- its failed job counts as created: the call run again after its reply was lost).
 local queue = ARGV[3]
 local created = {}
 for i = 4, #ARGV - 1, 2 do
   local id, new_id = ARGV[i], ARGV[i + 1]
-  local h = redis.call('HMGET', K.job(id), unpack(RETRY_FIELDS))
-  local live = false
-  for _, r in ipairs(decode_list(h[10])) do
-    if r.status ~= 'failed' and r.status ~= 'cancelled' then live = true end
-  end
-  if h[1] == 'failed' and h[3] == queue and not live then
-    retry_copy(id, new_id, h)
+  if redis.call('HGET', K.job(new_id), 'retry_of') == id then
     created[#created + 1] = new_id
+  else
+    local h = redis.call('HMGET', K.job(id), unpack(RETRY_FIELDS))
+    local live = false
+    for _, r in ipairs(decode_list(h[10])) do
+      if r.status ~= 'failed' and r.status ~= 'cancelled' then live = true end
+    end
+    if h[1] == 'failed' and h[3] == queue and not live then
+      retry_copy(id, new_id, h)
+      created[#created + 1] = new_id
+    end
   end
 end
 flush_clock()

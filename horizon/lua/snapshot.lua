@@ -1,8 +1,12 @@
 -- Record one metrics snapshot of every measured job and queue, then reset the per-interval
 -- counters (throughput, runtime sum). The runtime estimate, histogram and totals are kept.
--- ARGV[3] waits JSON {queue: seconds}; ARGV[4] job snapshots kept; ARGV[5] queue snapshots kept.
+-- ARGV[3] waits JSON {queue: seconds}; ARGV[4] job snapshots kept; ARGV[5] queue snapshots kept;
+-- ARGV[6] this call's id: the call run again (a client retry after a lost reply) finds its id
+-- taken and writes nothing, instead of an empty snapshot of the interval it just reset.
 -- A snapshot is JSON {time, throughput, runtime (average seconds)[, wait]} scored by its time.
 -- Returns {jobs, queues} snapshotted.
+if redis.call('GET', K.snapshot_taken()) == ARGV[6] then return {0, 0} end
+redis.call('SET', K.snapshot_taken(), ARGV[6])
 local waits = cjson.decode(ARGV[3])
 local keep_jobs, keep_queues = tonumber(ARGV[4]), tonumber(ARGV[5])
 

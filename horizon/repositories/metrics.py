@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import uuid
 from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -85,7 +86,7 @@ class MetricsRepository:
         waits = WorkloadRepository(self.hz, self.processes_by_queue).waits()
         by_queue = {name.split(":", 1)[1]: seconds for name, seconds in waits.items()}
         trim = self.hz.settings.metrics.trim_snapshots
-        self.hz.scripts.call("snapshot", json.dumps(by_queue or {"": 0}), trim.job, trim.queue)
+        self.hz.scripts.call("snapshot", json.dumps(by_queue or {"": 0}), trim.job, trim.queue, uuid.uuid4().hex)
 
     def _latest(self, key: str) -> dict | None:
         last = self.redis.zrange(key, -1, -1)
