@@ -126,3 +126,52 @@ def test_script_arguments_reach_redis_unchanged_when_packed_by_hiredis(hz, redis
 def test_a_script_argument_of_another_type_is_refused_as_redis_py_refuses_it(hz) -> None:
     with pytest.raises(redis.DataError, match="must be str, int, float or bytes"):
         hz.scripts.call("progress", "some-job-id", True)
+
+
+def test_index_stamps_stay_unique_and_increasing_when_the_clock_is_behind_the_last_stamp(hz, redis_client) -> None:
+    """A push writes its stamp in the same call that reads the last one (SET ... GET); a stored
+    stamp ahead of the server's clock (a clock set back, or many stamps in one microsecond) is
+    still passed, one by one, and the clock keeps the last stamp handed out."""
+    clock = hz.keys.clock()
+
+    def push(n: int) -> list[int]:
+        specs = [JobSpec(name="tests.noop", queue="stamps", payload='{"args":[],"kwargs":{}}') for _ in range(n)]
+        hz.queue.push(specs)
+        return [int(redis_client.hget(hz.keys.job(s.id), "index")) for s in specs]
+
+    first = push(1)[0]
+    assert int(redis_client.get(clock)) == first  # one stamp: the value the SET wrote
+    ahead = first + 10**12  # about 11 days ahead of the server's clock
+    redis_client.set(clock, ahead)
+    single = push(1)
+    bulk = push(5)
+    assert single == [ahead + 1] and bulk == list(range(ahead + 2, ahead + 7))
+    assert int(redis_client.get(clock)) == ahead + 6
+    redis_client.set(clock, first)  # behind again: stamps come from the server's clock
+    later = push(3)
+    assert first < later[0] < later[1] < later[2] < ahead and int(redis_client.get(clock)) == later[2]
+
+
+def test_wake_up_tokens_are_capped_for_single_and_bulk_pushes(hz, redis_client) -> None:
+    wake = hz.keys.wake("tokens")
+    spec = lambda: JobSpec(name="tests.noop", queue="tokens", payload='{"args":[],"kwargs":{}}')  # noqa: E731
+    hz.queue.push([spec() for _ in range(scripts.WAKE_CAP - 2)])
+    assert redis_client.llen(wake) == scripts.WAKE_CAP - 2
+    for _ in range(4):
+        hz.queue.push([spec()])
+    assert redis_client.llen(wake) == scripts.WAKE_CAP
+    hz.queue.push([spec() for _ in range(scripts.WAKE_CAP + 10)])
+    assert redis_client.llen(wake) == scripts.WAKE_CAP
+    assert redis_client.llen(hz.keys.queue("tokens")) == 2 * scripts.WAKE_CAP + 12
+
+
+def test_every_script_that_stamps_writes_its_last_stamp() -> None:
+    """A call's first stamp stores NOW_US; one that handed out later stamps must store the last
+    (flush_clock, which push_jobs calls), or a later call could hand out the same stamp again."""
+    from importlib import resources
+
+    stamping = [name for name in scripts.script_names() if "local function stamp()" in scripts.source(name)]
+    assert {"push", "finish", "reserve", "create", "retry"} <= set(stamping)
+    for name in stamping:
+        body = (resources.files("horizon") / "lua" / f"{name}.lua").read_text()
+        assert "flush_clock()" in body or "push_jobs(" in body, f"{name} stamps without flush_clock()"

@@ -15,16 +15,25 @@ local function fmt(n) return string.format('%.0f', n) end
 local function ftime(n) return string.format('%.6f', n) end
 
 -- Index scores: unique and monotonic microsecond stamps, so paging by score never skips or repeats.
-local _stamp = nil
+-- A call's first stamp writes NOW_US and reads the last stamp handed out in one SET ... GET (Redis
+-- 6.2); flush_clock() writes the call's last stamp when that is not the NOW_US written (several
+-- stamps in one call, or NOW_US not past the last one). Every script that stamps must flush.
+local _stamp = nil    -- the last stamp of this call
+local _written = nil  -- the NOW_US its first stamp wrote
 local function stamp()
-  if not _stamp then _stamp = tonumber(redis.call('GET', K.clock()) or '0') end
   local s = NOW_US
-  if s <= _stamp then s = _stamp + 1 end
+  if not _stamp then
+    _written = s
+    local last = tonumber(redis.call('SET', K.clock(), fmt(s), 'GET') or '0') or 0
+    if s <= last then s = last + 1 end
+  elseif s <= _stamp then
+    s = _stamp + 1
+  end
   _stamp = s
   return s
 end
 local function flush_clock()
-  if _stamp then redis.call('SET', K.clock(), fmt(_stamp)) end
+  if _stamp and _stamp ~= _written then redis.call('SET', K.clock(), fmt(_stamp)) end
 end
 
 local function event(name, id, queue, jobname, status, extra)
