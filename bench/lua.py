@@ -27,7 +27,7 @@ from horizon.config import settings_from_dict  # noqa: E402
 from horizon.context import configure  # noqa: E402
 from horizon.embedded import EmbeddedRedis  # noqa: E402
 from horizon.queue import JobSpec  # noqa: E402
-from horizon.scripts import script_settings, source  # noqa: E402
+from horizon.scripts import lua_settings, source  # noqa: E402
 from horizon.worker import Worker, WorkerOptions  # noqa: E402
 
 PAYLOAD = '{"args":[],"kwargs":{}}'
@@ -50,14 +50,14 @@ def evalsha_us(client: redis.Redis, jobs: int) -> tuple[float, float, float]:
     return ev["usec"] / ev["calls"], ev["usec"] / jobs, inner / jobs
 
 
-def prelude_us(client: redis.Redis, settings_json: str, calls: int = 5000) -> float:
+def prelude_us(client: redis.Redis, settings_lua: str, calls: int = 5000) -> float:
     """Server time of the push script's prelude alone (its body replaced by ``return 1``)."""
-    text = source("push")
+    text = source("push", settings_lua)
     sha = client.script_load(text[: text.index("-- Push jobs: ARGV[3]")] + "\nreturn 1")
     client.config_resetstat()
     pipe = client.pipeline(transaction=False)
     for _ in range(calls):
-        pipe.evalsha(sha, 1, "{bench}:clock", "{bench}", settings_json)
+        pipe.evalsha(sha, 1, "{bench}:clock", "{bench}", "")
     pipe.execute()
     return stats(client)["evalsha"]["usec_per_call"]
 
@@ -72,7 +72,7 @@ def main() -> None:
         settings = settings_from_dict({"prefix": "bench", "redis": {"url": server.url}})
         hz = configure(settings)
         results: dict[str, object] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "jobs": args.jobs}
-        results["prelude_us_per_call"] = round(prelude_us(client, script_settings(settings)), 2)
+        results["prelude_us_per_call"] = round(prelude_us(client, lua_settings(settings)), 2)
 
         def spec() -> JobSpec:
             return JobSpec(name="bench.noop", queue="default", payload=PAYLOAD)

@@ -7,7 +7,6 @@ Calls are EVALSHA on a connection of the calling thread (see :class:`Scripts`).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -85,48 +84,79 @@ def _prelude_chunks() -> list[tuple[str, str]]:
 
 
 @cache
-def source(name: str) -> str:
+def source(name: str, settings: str = "{}") -> str:
     """Lua source of script ``name``: the prelude pieces it uses (key builders, helpers, settings),
-    then the script body. Each Redis call runs the whole text, so unused helpers are left out:
-    every helper defined is a closure allocated per call."""
+    then the script body, with ``settings`` (a Lua table constructor, :func:`lua_settings`) as the
+    settings ``C``. Each Redis call runs the whole text, so unused helpers are left out: every
+    helper defined is a closure allocated per call."""
     body = (resources.files("horizon") / "lua" / f"{name}.lua").read_text()
     chunks = _prelude_chunks()
     needed = _references(body)
     for chunk_name, text in reversed(chunks):  # a helper only uses those defined before it
         if chunk_name in needed:
             needed |= _references(text) - {chunk_name}
-    return "\n".join(text for chunk_name, text in chunks if chunk_name in needed) + "\n" + body
+    prelude = "\n".join(text for chunk_name, text in chunks if chunk_name in needed)
+    return prelude.replace("--@SETTINGS@", settings, 1) + "\n" + body
 
 
-def script_settings(settings: Settings) -> str:
-    """The settings JSON every script receives as ARGV[2] (times in seconds)."""
+def settings_data(settings: Settings) -> dict[str, Any]:
+    """What the scripts know of the configuration (``C`` in Lua; times in seconds)."""
     trim = settings.trim
     rate_limits = {
         name: [q.rate_limit.jobs, q.rate_limit.per]
         for name, q in settings.queues.items()
         if q.rate_limit is not None
     }
-    return json.dumps(
-        {
-            "margin": settings.reservation_margin,
-            "events_max": settings.events_max,
-            "wake_cap": WAKE_CAP,
-            "grace": settings.timeout_grace,
-            "prefetch_ms": PREFETCH_MAX_RUNTIME_MS,
-            "trim": {
-                "recent": trim.recent * 60,
-                "pending": trim.pending * 60,
-                "completed": trim.completed * 60,
-                "recent_failed": trim.recent_failed * 60,
-                "failed": trim.failed * 60,
-                "monitored": trim.monitored * 60,
-            },
-            # a JSON object (not a list) so Lua can test membership; never empty for cjson
-            "silenced": {name: True for name in settings.silenced} or {"": False},
-            "rl": rate_limits or {"": False},
+    return {
+        "margin": settings.reservation_margin,
+        "events_max": settings.events_max,
+        "wake_cap": WAKE_CAP,
+        "grace": settings.timeout_grace,
+        "prefetch_ms": PREFETCH_MAX_RUNTIME_MS,
+        "trim": {
+            "recent": trim.recent * 60,
+            "pending": trim.pending * 60,
+            "completed": trim.completed * 60,
+            "recent_failed": trim.recent_failed * 60,
+            "failed": trim.failed * 60,
+            "monitored": trim.monitored * 60,
         },
-        separators=(",", ":"),
-    )
+        # tables keyed by name, so Lua can test membership
+        "silenced": {name: True for name in settings.silenced},
+        "rl": rate_limits,
+    }
+
+
+def lua_settings(settings: Settings) -> str:
+    """:func:`settings_data` as a Lua table constructor, to write into the scripts' text."""
+    return _lua_value(settings_data(settings))
+
+
+def _lua_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"script settings take finite numbers, not {value!r}")
+        return repr(value)
+    if isinstance(value, str):
+        return _lua_string(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"[{_lua_string(str(k))}]={_lua_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "{" + ",".join(_lua_value(v) for v in value) + "}"
+    raise TypeError(f"no Lua form for {type(value).__name__}")
+
+
+def _lua_string(text: str) -> str:
+    """A Lua 5.1 string literal of ``text`` (UTF-8): printable ASCII as is, every other byte as ``\\ddd``."""
+    out = []
+    for byte in text.encode():
+        if 32 <= byte < 127 and byte not in (34, 92):  # not '"' or backslash
+            out.append(chr(byte))
+        else:
+            out.append(f"\\{byte:03d}")
+    return '"' + "".join(out) + '"'
 
 
 class _Lane(threading.local):
@@ -149,9 +179,10 @@ class Scripts:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.keys = Keys(settings.prefix)
         self._client = client
-        self._head = [self.keys.tagged, script_settings(settings)]
+        self._head = [self.keys.tagged, ""]
         self._routing = [self.keys.clock()]
-        self._scripts = {name: client.register_script(source(name)) for name in script_names()}
+        settings_lua = lua_settings(settings)
+        self._scripts = {name: client.register_script(source(name, settings_lua)) for name in script_names()}
         self._lane = _Lane()
 
     def args(self, *args: Any) -> list[Any]:

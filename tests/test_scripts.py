@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -43,8 +44,31 @@ def test_scripts_leave_out_helpers_they_do_not_use() -> None:
     assert "K.tag_failed = function" not in push
     assert "local function finish_one" in finish
     assert "local function push_jobs" not in finish
-    # a script that touches no setting does not decode them
-    assert "cjson.decode(ARGV[2])" not in scripts.source("page")
+    # a script that touches no setting does not build them
+    assert "local C =" not in scripts.source("page") and "local C =" in push
+
+
+def test_settings_are_written_into_the_scripts_as_lua_that_reads_back_the_same(redis_client) -> None:
+    """Names with quotes, backslashes, newlines and non-ASCII letters reach Lua unchanged."""
+    odd = 'q"\\\n\u00e9\u6f22'
+    data = {"silenced": {odd: True, "plain": True}, "rl": {odd: [10, 1.5]}, "margin": 0.25, "events_max": 0}
+    script = "local C = " + scripts._lua_value(data) + "\nreturn cjson.encode(C)"
+    assert json.loads(redis_client.eval(script, 0)) == data
+    with pytest.raises(ValueError, match="finite"):
+        scripts._lua_value({"margin": float("inf")})
+
+
+def test_a_script_sees_its_configuration(hz, redis_client) -> None:
+    """Two configurations on one Redis each run their own scripts: here, events on and off."""
+    from dataclasses import replace
+
+    from horizon.context import Horizon
+
+    quiet = Horizon(replace(hz.settings, events_max=0), client=hz.redis)
+    assert quiet.scripts._scripts["push"].sha != hz.scripts._scripts["push"].sha
+    hz.queue.push([_spec()])
+    quiet.queue.push([_spec()])
+    assert redis_client.xlen(hz.keys.events()) == 1  # the quiet configuration wrote no event
 
 
 def _spec() -> JobSpec:

@@ -1,9 +1,11 @@
 -- Shared helpers prepended to every horizon script (see horizon/scripts.py).
--- ARGV[1] = hash-tagged prefix P, ARGV[2] = settings JSON C (see horizon/scripts.py:script_settings).
+-- ARGV[1] = hash-tagged prefix P; ARGV[2] is unused (a script's own arguments start at ARGV[3]).
 -- KEYS[1] is the clock key; it only routes the call to the prefix's cluster slot.
--- Key builders K.<name>(...) are generated from horizon/keys.py:SCHEMA and inserted here.
+-- Key builders K.<name>(...) are generated from horizon/keys.py:SCHEMA and inserted here, and the
+-- settings C are written in as a table constructor (horizon/scripts.py:lua_settings): a script's
+-- text, and so its SHA, belongs to one configuration, and no call decodes settings.
 local P = ARGV[1]
-local C = cjson.decode(ARGV[2])
+local C = --@SETTINGS@
 --@KEYS@
 local T = redis.call('TIME')
 local NOW = tonumber(T[1]) + tonumber(T[2]) / 1000000
