@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from horizon import payload
+from horizon.context import current
 from horizon.queue import JobSpec, new_job_ids
 
 log = logging.getLogger(__name__)
@@ -191,8 +192,6 @@ class BoundJob:
 
     def dispatch(self, *args: Any, **kwargs: Any) -> str:
         """Push one job (one Redis round trip); returns its id."""
-        from horizon.context import current
-
         hz = current()
         if self.opts.after or self.opts.idempotency_key is not None:
             from horizon import workflows
@@ -205,8 +204,6 @@ class BoundJob:
 
     def dispatch_many(self, calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]) -> list[str]:
         """Push many jobs pipelined; every payload is checked before anything is written."""
-        from horizon.context import current
-
         hz = current()
         if self.opts.after or self.opts.idempotency_key is not None:
             return [self.dispatch(*args, **kwargs) for args, kwargs in calls]

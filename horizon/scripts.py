@@ -183,19 +183,23 @@ class Scripts:
         self._routing = [self.keys.clock()]
         settings_lua = lua_settings(settings)
         self._scripts = {name: client.register_script(source(name, settings_lua)) for name in script_names()}
+        # each script's EVALSHA up to its own arguments, built once
+        self._commands = {
+            name: ("EVALSHA", script.sha, 1, *self._routing, *self._head) for name, script in self._scripts.items()
+        }
         self._lane = _Lane()
 
     def args(self, *args: Any) -> list[Any]:
         return [*self._head, *args]
 
     def _command(self, name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return ("EVALSHA", self._scripts[name].sha, 1, *self._routing, *self._head, *args)
+        return self._commands[name] + tuple(args)
 
     def _packed(self, connection: Any, name: str, args: Sequence[Any]) -> Any:
         """The EVALSHA of script ``name`` in the wire format, for ``send_packed_command``. hiredis
         packs the whole argument tuple in C: redis-py's own packing first walks every argument in
         Python, which costs a bulk dispatch as much as building its jobs does."""
-        command = self._command(name, args)
+        command = self._commands[name] + tuple(args)
         if _hiredis_pack is not None:
             try:
                 return [_hiredis_pack(command)]
