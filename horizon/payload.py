@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import json.scanner
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -81,9 +82,28 @@ def encode(args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None) ->
         ) from None
 
 
+# The C scanner behind json.loads, called directly: json.loads first goes through two Python
+# methods and a regular expression, which cost a woken worker more than the decoding (65 against
+# 31 µs after 20 ms idle). Anything it does not take whole goes to json.loads, which skips
+# surrounding whitespace or names what is malformed.
+_C_SCANNER = json.scanner.c_make_scanner(json.JSONDecoder()) if json.scanner.c_make_scanner is not None else None
+
+
+def _loads(text: str) -> Any:
+    if _C_SCANNER is not None:
+        try:
+            value, end = _C_SCANNER(text, 0)
+        except (StopIteration, ValueError, TypeError):
+            pass
+        else:
+            if end == len(text):
+                return value
+    return json.loads(text)
+
+
 def decode(text: str) -> tuple[list[Any], dict[str, Any]]:
     """``(args, kwargs)`` from a payload JSON; ValueError names what is malformed."""
-    data = json.loads(text)
+    data = _loads(text)
     if not isinstance(data, dict):
         raise ValueError("payload is not a JSON object")
     args, kwargs = data.get("args", []), data.get("kwargs", {})

@@ -114,6 +114,42 @@ def test_argument_that_refers_to_itself_is_refused(hz, redis_client, prefix):
     assert list(redis_client.scan_iter(match=f"{{{prefix}}}:*")) == []
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"args":[1,"x",[2.5,null,true]],"kwargs":{"k":{"n":-3e-7}}}',
+        ' \n{"args":[],"kwargs":{}}\t ',  # whitespace around it
+        '{"args":["\\u00e9\\ud83d\\ude00"],"kwargs":{}}',
+        '{"args":[NaN],"kwargs":{}}',  # json.loads takes NaN; so does decode
+        '{"args":[],"kwargs":{}} x',  # extra data
+        '{"args":[',
+        "",
+        "[1, 2]",
+        '{"args":{},"kwargs":{}}',
+    ],
+)
+def test_payload_decode_answers_as_json_loads_does(text):
+    """decode() calls the C scanner directly; its results and errors are json.loads's."""
+    from horizon import payload
+
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        with pytest.raises(ValueError) as raised:
+            payload.decode(text)
+        assert str(raised.value) == str(exc)
+        return
+    if not isinstance(data, dict):
+        with pytest.raises(ValueError, match="not a JSON object"):
+            payload.decode(text)
+    elif not isinstance(data["args"], list):
+        with pytest.raises(ValueError, match="args must be a list"):
+            payload.decode(text)
+    else:
+        args, kwargs = payload.decode(text)
+        assert json.dumps([args, kwargs]) == json.dumps([data["args"], data["kwargs"]])
+
+
 def test_a_push_run_again_leaves_the_job_alone(hz, redis_client):
     """A push whose reply was lost may be run again with the same id (the client's retry): the
     second run writes nothing, even when a worker has reserved the job in between."""
