@@ -199,7 +199,7 @@ class Scripts:
         """The EVALSHA of script ``name`` in the wire format, for ``send_packed_command``. hiredis
         packs the whole argument tuple in C: redis-py's own packing first walks every argument in
         Python, which costs a bulk dispatch as much as building its jobs does."""
-        command = self._commands[name] + tuple(args)
+        command = self._command(name, args)
         if _hiredis_pack is not None:
             try:
                 return [_hiredis_pack(command)]
