@@ -108,6 +108,19 @@ def test_sse_resume_with_last_event_id_and_queue_filter(hz, client):  # noqa: F8
     assert_error(client.get(f"{API}/events", headers={"Last-Event-ID": "junk"}), 400, "BAD_REQUEST")
 
 
+def test_sse_last_event_id_beyond_64_bits_is_a_bad_request(hz, client):  # noqa: F811
+    """Each part of a stream id is an unsigned 64-bit number: a larger one is refused up front (it
+    once reached XREAD, whose error ended the stream after its headers were sent)."""
+    top = str(2**64 - 1)
+    for given in (f"{2**64}-0", f"0-{2**64}", str(2**64), "99999999999999999999-0"):
+        response = client.get(f"{API}/events?last_event_id={given}")
+        assert_error(response, 400, "BAD_REQUEST")
+        assert given in response.get_json()["error"]["message"]
+    sample_jobs.noop.dispatch()
+    assert read_events(client, "/events", {"Last-Event-ID": f"{top}-{top}"}) == []  # valid: nothing after it
+    assert [e["event"] for e in read_events(client, "/events", {"Last-Event-ID": "0"})] == ["job:pending"]
+
+
 def test_sse_delivers_live_events(hz, app):  # noqa: F811
     app.config["HORIZON_SSE_LIFETIME"] = 3.0
     got: list[list[dict]] = []

@@ -21,7 +21,13 @@ from web.services import services
 
 bp = Blueprint("api_events", __name__)
 
-STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
+STREAM_ID_PART_MAX = 2**64 - 1  # each part of a stream id is an unsigned 64-bit number
+
+
+def _valid_stream_id(text: str) -> bool:
+    match = STREAM_ID.match(text)
+    return bool(match) and all(int(part) <= STREAM_ID_PART_MAX for part in match.groups() if part is not None)
 RETRY_MS = 2000
 
 
@@ -29,7 +35,7 @@ def _start_id(repo: EventRepository) -> str:
     """Where to read from: Last-Event-ID if given, else the newest entry (only new events)."""
     given = request.headers.get("Last-Event-ID") or request.args.get("last_event_id", "")
     if given:
-        if not STREAM_ID.match(given):
+        if not _valid_stream_id(given):
             raise bad_request(f"Last-Event-ID must be a stream id like 1700000000000-0, got {given!r}")
         return given
     return repo.latest_id()
