@@ -30,6 +30,8 @@ def test_every_error_is_an_envelope(hz):
     client = app.test_client()
     assert_error(client.get(API + "/no/such/route"), 404, "NOT_FOUND")
     assert_error(client.get("/elsewhere"), 404, "NOT_FOUND")
+    for path in ("/queues/%2F/events", "/queues///events", "//stats", "/jobs//retry"):
+        assert_error(client.get(API + path), 404, "NOT_FOUND")  # not a redirect to a merged path
     response = client.delete(API + "/stats")
     assert_error(response, 405, "METHOD_NOT_ALLOWED")
     assert "GET" in response.headers["Allow"]

@@ -61,6 +61,8 @@ def create_app(
     if hz is None:
         hz = _horizon(settings)
     app = Flask(__name__, static_folder=None)  # the dashboard blueprint serves its own assets
+    # no redirect (an HTML page) for a path with doubled slashes, e.g. queues/%2F/events: a JSON 404
+    app.url_map.merge_slashes = False
     app.json.sort_keys = False
     app.config.update(
         HORIZON_SSE_HEARTBEAT=SSE_HEARTBEAT,
