@@ -50,13 +50,15 @@ PREFETCH_MAX_RUNTIME_MS = 50
 # A top-level definition in the prelude: ``local function f``, ``local X =`` or ``K.name = function``.
 _DEFINITION = re.compile(r"^(?:local function (\w+)|local (\w+)\s*=|K\.(\w+) = function)")
 _WORD = re.compile(r"\bK\.\w+|\b[A-Za-z_]\w*")
+_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 
 
 def _references(code: str) -> set[str]:
-    """Names a piece of Lua mentions outside comments (``K.x`` counts as ``K.x`` and ``K``)."""
+    """Names a piece of Lua mentions outside comments and string literals (``K.x`` counts as
+    ``K.x`` and ``K``): the field name ``'event'`` is not a use of the helper ``event``."""
     words: set[str] = set()
     for line in code.splitlines():
-        for word in _WORD.findall(line.split("--", 1)[0]):
+        for word in _WORD.findall(_STRING.sub("''", line).split("--", 1)[0]):
             words.add(word)
             if word.startswith("K."):
                 words.add("K")

@@ -46,6 +46,10 @@ def test_scripts_leave_out_helpers_they_do_not_use() -> None:
     assert "local function push_jobs" not in finish
     # a script that touches no setting does not build them
     assert "local C =" not in scripts.source("page") and "local C =" in push
+    # a word in a string literal is not a use: queue events write the field 'event', not the job event helper
+    long_wait = scripts.source("long_wait")
+    assert "local function queue_event" in long_wait and "local function event(" not in long_wait
+    assert scripts._references("x('event', \"stamp\") -- enqueue") == {"x"}
 
 
 def test_settings_are_written_into_the_scripts_as_lua_that_reads_back_the_same(redis_client) -> None:
@@ -69,6 +73,33 @@ def test_a_script_sees_its_configuration(hz, redis_client) -> None:
     hz.queue.push([_spec()])
     quiet.queue.push([_spec()])
     assert redis_client.xlen(hz.keys.events()) == 1  # the quiet configuration wrote no event
+
+
+def test_the_event_stream_stays_capped_and_keeps_the_newest(hz, redis_client) -> None:
+    """A call trims the stream (MAXLEN ~) with its first event and every 64th: after bulk pushes,
+    single pushes and a worker's batches it holds events_max, plus at most 63 entries and one
+    stream node (100 entries) that MAXLEN ~ keeps whole."""
+    from dataclasses import replace
+
+    from horizon.context import Horizon
+
+    capped = Horizon(replace(hz.settings, events_max=200), client=hz.redis)
+    key, bound = capped.keys.events(), 200 + 63 + 100
+    lengths = []
+    for _ in range(3):
+        ids = capped.queue.push([_spec() for _ in range(1000)])  # two calls of 500 jobs, 500 events each
+        lengths.append(redis_client.xlen(key))
+        last = redis_client.xrevrange(key, count=1)[0][1]
+        assert json.loads(last["data"])["job_id"] == ids[-1]
+    for _ in range(300):
+        capped.queue.push([_spec()])
+    lengths.append(redis_client.xlen(key))
+    jobs, _ = capped.queue.reserve_many(["default"], 64, worker="w")
+    while jobs:  # 64 finished and 64 reserved per call: 128 events
+        _, jobs, _ = capped.queue.finish_many([(j, "completed", 1.0, "") for j in jobs], ["default"], 64, "w")
+        lengths.append(redis_client.xlen(key))
+    assert len(lengths) > 50
+    assert all(200 <= n <= bound for n in lengths), lengths
 
 
 def _spec() -> JobSpec:
