@@ -213,7 +213,7 @@ class Settings:
     memory_limit: int = 64  # MB, master process
     fast_termination: bool = False
     reservation_margin: float = 10  # seconds added to a job's timeout for its reservation
-    events_max: int = 10000  # capped event stream length
+    events_max: int = 10000  # event stream length kept (trimmed every 64 events of a call, MAXLEN ~)
     idempotency_ttl: int = 86400  # seconds
     supervisors: tuple[SupervisorSettings, ...] = field(default_factory=_default_supervisors)
     queues: Mapping[str, QueueSettings] = field(default_factory=dict, hash=False)

@@ -30,7 +30,7 @@ in one place.
 | snapshots:queue:<q>             | zset   | same for queues                                       | trimmed by count  |
 | snapshots:taken                 | string | id of the last snapshot call (a re-run is a no-op)    | none              |
 | throughput:<minute>             | string | jobs finished in that unix minute                     | 2 hours           |
-| events                          | stream | job and queue events (SSE, RPC), capped               | MAXLEN ~          |
+| events                          | stream | job and queue events (SSE, RPC), capped at events_max | MAXLEN ~ /64 evts |
 | masters / supervisors           | zset   | names by last heartbeat                               | members trimmed   |
 | master:<name> / supervisor:<n>  | string | heartbeat record (JSON)                               | short expiry      |
 | commands:<name>                 | list   | commands for one master or supervisor                 | none              |
