@@ -7,6 +7,7 @@ import os
 import signal
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
@@ -93,7 +94,11 @@ def worker_name(supervisor: str, pid: int) -> str:
 
 
 def spawn_worker(
-    settings: Settings, supervisor: SupervisorSettings, queues: list[str], name: str, before=None
+    settings: Settings,
+    supervisor: SupervisorSettings,
+    queues: list[str],
+    name: str,
+    before: Callable[[], None] | None = None,
 ) -> WorkerProcess:
     """Fork a worker serving ``queues`` (priority order) with a fresh Redis connection."""
     shared = SharedState()
