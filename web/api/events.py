@@ -23,12 +23,12 @@ bp = Blueprint("api_events", __name__)
 
 STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 STREAM_ID_PART_MAX = 2**64 - 1  # each part of a stream id is an unsigned 64-bit number
+RETRY_MS = 2000
 
 
 def _valid_stream_id(text: str) -> bool:
     match = STREAM_ID.match(text)
     return bool(match) and all(int(part) <= STREAM_ID_PART_MAX for part in match.groups() if part is not None)
-RETRY_MS = 2000
 
 
 def _start_id(repo: EventRepository) -> str:
