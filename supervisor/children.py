@@ -18,6 +18,13 @@ PR_SET_PDEATHSIG = 1
 EXIT_FAILED = 1
 _libc = None
 
+# The signals other processes send a child (terminate, pause, restart; SIGTERM is also its parent-
+# death signal). fork() blocks them from just before the fork, and the child lets them in with
+# release_signals() once its own handlers are installed. Otherwise one sent while the child starts
+# would reach the handler it inherited from its parent (which records it in a copy of the parent's
+# queue that nobody reads: a worker told to stop as it was forked ran on) or the default action.
+FORWARDED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2})
+
 
 def set_parent_death_signal(signum: int = signal.SIGTERM) -> bool:
     """Ask the kernel to send ``signum`` to this process when its parent dies (Linux)."""
@@ -31,14 +38,21 @@ def set_parent_death_signal(signum: int = signal.SIGTERM) -> bool:
 
 
 def fork(run: Callable[[], int], *, before: Callable[[], None] | None = None) -> int:
-    """Fork; the child calls ``before`` (undo the parent's set-up) then ``run`` and exits with its code."""
+    """Fork; the child calls ``before`` (undo the parent's set-up) then ``run`` and exits with its code.
+    The child starts with :data:`FORWARDED` blocked: ``run`` calls :func:`release_signals` once its
+    handlers are in place."""
     parent = os.getpid()
     sys.stdout.flush()
     sys.stderr.flush()
     # the objects made so far move to the permanent generation: no collection in the child (or in
     # us) writes to them, so their pages stay shared copy-on-write (lower USS in every process)
     gc.freeze()
-    pid = os.fork()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    try:
+        pid = os.fork()
+    finally:
+        if os.getpid() == parent:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     if pid:
         return pid
     code = EXIT_FAILED
@@ -61,6 +75,12 @@ def fork(run: Callable[[], int], *, before: Callable[[], None] | None = None) ->
         finally:
             os._exit(code)
     return 0  # not reached
+
+
+def release_signals() -> None:
+    """In a child made by :func:`fork`, once its own signal handlers are installed: let in the
+    signals fork() blocked (one sent meanwhile is delivered now). Elsewhere it changes nothing."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
 
 
 def reap(pid: int) -> int | None:

@@ -122,6 +122,7 @@ def spawn_worker(
         worker.install_signals()
         for ignored in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(ignored, signal.SIG_IGN)
+        children.release_signals()  # a TERM sent while this worker started is handled now
         return worker.run()
 
     pid = children.fork(run, before=before)

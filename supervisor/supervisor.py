@@ -80,6 +80,7 @@ class Supervisor:
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> int:
         self.signals.install()
+        children.release_signals()  # forked by the master: what it sent meanwhile is handled now
         self.initial_scale()
         self.persist(force=True)
         while not self.finished():

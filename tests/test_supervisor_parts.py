@@ -10,7 +10,7 @@ import time
 import pytest
 
 from horizon.repositories.supervisors import CommandQueue, Locks
-from supervisor import tuning
+from supervisor import children, tuning
 from supervisor.children import reap as reap_child
 from supervisor.notify import Notifier
 from supervisor.pool import ProcessPool
@@ -200,3 +200,67 @@ def test_a_dead_workers_jobs_stay_with_their_windows_when_redis_is_away(caplog, 
         away.close()
         reset()
     assert "could not put back what worker 4242 held" in caplog.text
+
+
+# --- signals sent while a child starts ---------------------------------------------------------
+def _signal_while_starting(signum: int, before_rest, spawn) -> int:
+    """Fork with ``spawn(before)``, send ``signum`` while the child runs ``before`` (still holding
+    its parent's handlers, here one that swallows the signal as the supervisor's queue did), and
+    return the child's exit code (None if it had not exited within 15 s: then it is killed)."""
+    started_r, started_w = os.pipe()
+
+    def before() -> None:
+        os.write(started_w, b"1")
+        time.sleep(0.3)  # the signal arrives now, before the child's own handlers exist
+        before_rest()
+
+    inherited = signal.signal(signum, lambda *_: None)
+    try:
+        pid = spawn(before)
+        os.read(started_r, 1)
+        os.kill(pid, signum)
+        codes: list[int] = []
+
+        def exited() -> list[int]:
+            if (code := reap_child(pid)) is not None:
+                codes.append(code)
+            return codes
+
+        try:
+            return wait_for(exited, timeout=15)[0]
+        except AssertionError:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+    finally:
+        signal.signal(signum, inherited)
+        os.close(started_r)
+        os.close(started_w)
+
+
+def test_a_signal_sent_while_a_child_starts_reaches_the_childs_own_handler():
+    def run() -> int:
+        got: list[int] = []
+        signal.signal(signal.SIGUSR2, lambda *_: got.append(1))
+        children.release_signals()
+        time.sleep(0)  # Python runs a handler between bytecodes: let it run before the answer
+        return 0 if got == [1] else 5
+
+    def reset() -> None:
+        signal.signal(signal.SIGUSR2, signal.SIG_DFL)  # as SignalQueue.close() does in a child
+
+    assert _signal_while_starting(signal.SIGUSR2, reset, lambda before: children.fork(run, before=before)) == 0
+
+
+def test_a_worker_told_to_stop_while_it_starts_stops(hz):
+    """Before the fix, the TERM went to the supervisor's handler copied into the new worker, so a
+    worker forked just as its supervisor terminated ran on, and the master's stop hung."""
+    from supervisor.process import spawn_worker
+
+    def reset() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def spawn(before) -> int:
+        return spawn_worker(hz.settings, hz.settings.supervisors[0], ["default"], "starting", before=before).pid
+
+    assert _signal_while_starting(signal.SIGTERM, reset, spawn) == 0
