@@ -74,6 +74,7 @@ class MasterSupervisor:
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> int:
         self.signals.install()
+        children.release_signals()  # held across a restart's exec (exec_again): handled now
         self.start_supervisors()
         self.persist(force=True)
         self.maintenance.start()
@@ -93,7 +94,15 @@ class MasterSupervisor:
         return self.exit_code
 
     def exec_again(self) -> None:
-        """Replace this process with a fresh run of the same command (same pid; new code)."""
+        """Replace this process with a fresh run of the same command (same pid; new code). The
+        signals an operator sends stay blocked across the exec, until the new run has its handlers
+        (before, a TERM or a second HUP while the new interpreter started killed the master); a
+        TERM that came since the loop ended stops the master here instead."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, children.FORWARDED)
+        if "terminate" in self.signals.drain():
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, children.FORWARDED)
+            log.info("terminate requested while restarting: not restarting")
+            return
         argv = [sys.executable, *sys.orig_argv[1:]]
         log.info("restarting: exec %s", " ".join(argv))
         sys.stdout.flush()
@@ -234,6 +243,10 @@ class MasterSupervisor:
 
     def terminate(self, notify: bool = True) -> None:
         if not self.working:
+            if notify and self.restarting:  # told to stop while restarting: stop, do not run again
+                log.info("terminate requested while restarting: not restarting")
+                self.restarting = False
+                self.notifier.stopping()
             return
         if notify:
             self.notifier.stopping()
