@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -303,38 +305,27 @@ def test_master_notifies_systemd(hz, procs, env, config_file, config_data, tmp_p
         assert "STOPPING=1" in messages
 
 
-def _restarting_master(procs, env, hz, wait_for_line: str):
-    """A master sent HUP (a restart) and its stderr read up to ``wait_for_line``."""
-    import queue as queue_module
-    import threading
-
+@pytest.mark.parametrize(
+    "moment",
+    [
+        # the old run waits for its supervisors: before, the TERM was dropped and the master ran again
+        "supervisor.master: restart",
+        # the new interpreter starts: before, the default action killed the master (exit -15); now the
+        # TERM stays blocked across the exec until the new run's handlers exist
+        "restarting: exec",
+    ],
+)
+def test_a_term_during_a_restart_stops_the_master(hz, procs, env, config_file, config_data, moment):
+    write_config(config_file, config_data, max_processes=1)
     master = start(procs, env, stderr=subprocess.PIPE, text=True)
-    lines: queue_module.Queue[str] = queue_module.Queue()
+    lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in master.stderr], daemon=True).start()
     wait_for(lambda: worker_pids(hz), timeout=15)
     master.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 20
-    while wait_for_line not in lines.get(timeout=max(deadline - time.monotonic(), 0.01)):
+    while moment not in lines.get(timeout=max(deadline - time.monotonic(), 0.01)):
         pass
-    return master
-
-
-def test_a_term_while_the_master_restarts_stops_it(hz, procs, env, config_file, config_data):
-    """A TERM while the old run waits for its supervisors cancels the restart (before, the restart
-    went on and the master ran again)."""
-    write_config(config_file, config_data, max_processes=1)
-    master = _restarting_master(procs, env, hz, "supervisor.master: restart")
-    master.send_signal(signal.SIGTERM)
-    assert master.wait(20) == 0
-    assert masters(hz) == {}
-
-
-def test_a_term_during_the_restarts_exec_waits_for_the_new_run(hz, procs, env, config_file, config_data):
-    """A TERM while the restarted interpreter starts stays blocked across the exec until the new
-    run's handlers exist, which stop it cleanly (before, the default action killed the master)."""
-    write_config(config_file, config_data, max_processes=1)
-    master = _restarting_master(procs, env, hz, "restarting: exec")
-    master.send_signal(signal.SIGTERM)
+    master.send_signal(signal.SIGTERM)  # at that moment of the restart
     assert master.wait(20) == 0
     assert masters(hz) == {}
 
