@@ -99,9 +99,9 @@ class MasterSupervisor:
         (before, a TERM or a second HUP while the new interpreter started killed the master); a
         TERM that came since the loop ended stops the master here instead."""
         signal.pthread_sigmask(signal.SIG_BLOCK, children.FORWARDED)
-        if "terminate" in self.signals.drain():
+        self.handle_signals()  # a TERM since the loop ended cancels the restart (see terminate)
+        if not self.restarting:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, children.FORWARDED)
-            log.info("terminate requested while restarting: not restarting")
             return
         argv = [sys.executable, *sys.orig_argv[1:]]
         log.info("restarting: exec %s", " ".join(argv))
