@@ -10,6 +10,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -305,6 +306,22 @@ def test_master_notifies_systemd(hz, procs, env, config_file, config_data, tmp_p
         assert "STOPPING=1" in messages
 
 
+def start_logged(procs, env, hz) -> tuple[subprocess.Popen, Callable[[str], None]]:
+    """A master with its workers up, whose log (stderr) is read in the background; returns it and
+    ``until(text)``, which waits (20 s at most) for the next log line containing ``text``."""
+    master = start(procs, env, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in master.stderr], daemon=True).start()
+    wait_for(lambda: worker_pids(hz), timeout=15)
+
+    def until(text: str) -> None:
+        deadline = time.monotonic() + 20
+        while text not in lines.get(timeout=max(deadline - time.monotonic(), 0.01)):
+            pass
+
+    return master, until
+
+
 @pytest.mark.parametrize(
     "moment",
     [
@@ -317,17 +334,26 @@ def test_master_notifies_systemd(hz, procs, env, config_file, config_data, tmp_p
 )
 def test_a_term_during_a_restart_stops_the_master(hz, procs, env, config_file, config_data, moment):
     write_config(config_file, config_data, max_processes=1)
-    master = start(procs, env, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in master.stderr], daemon=True).start()
-    wait_for(lambda: worker_pids(hz), timeout=15)
+    master, until = start_logged(procs, env, hz)
     master.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 20
-    while moment not in lines.get(timeout=max(deadline - time.monotonic(), 0.01)):
-        pass
+    until(moment)
     master.send_signal(signal.SIGTERM)  # at that moment of the restart
     assert master.wait(20) == 0
     assert masters(hz) == {}
+
+
+def test_a_second_hup_while_the_restarted_master_starts_restarts_it_again(hz, procs, env, config_file, config_data):
+    """Two reloads close together: the second HUP lands while the new interpreter starts. It waits,
+    blocked across the exec, for the new run (before, SIGHUP's default action ended the master)."""
+    write_config(config_file, config_data, max_processes=1)
+    master, until = start_logged(procs, env, hz)
+    master.send_signal(signal.SIGHUP)
+    until("restarting: exec")
+    master.send_signal(signal.SIGHUP)
+    until("restarting: exec")  # the new run restarts once more, then runs
+    wait_for(lambda: masters(hz) and worker_pids(hz), timeout=20)
+    assert master.poll() is None
+    assert stop(master) == 0
 
 
 def test_hup_restarts_the_master_with_fresh_workers(hz, procs, env, config_file, config_data):
