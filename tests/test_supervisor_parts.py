@@ -203,15 +203,16 @@ def test_a_dead_workers_jobs_stay_with_their_windows_when_redis_is_away(caplog, 
 
 
 # --- signals sent while a child starts ---------------------------------------------------------
-def _signal_while_starting(signum: int, before_rest, spawn) -> int:
+def _signal_while_starting(signum: int, before_rest, spawn) -> int | None:
     """Fork with ``spawn(before)``, send ``signum`` while the child runs ``before`` (still holding
     its parent's handlers, here one that swallows the signal as the supervisor's queue did), and
     return the child's exit code (None if it had not exited within 15 s: then it is killed)."""
     started_r, started_w = os.pipe()
+    sent_r, sent_w = os.pipe()
 
     def before() -> None:
         os.write(started_w, b"1")
-        time.sleep(0.3)  # the signal arrives now, before the child's own handlers exist
+        os.read(sent_r, 1)  # the signal is pending now, before the child's own handlers exist
         before_rest()
 
     inherited = signal.signal(signum, lambda *_: None)
@@ -219,6 +220,7 @@ def _signal_while_starting(signum: int, before_rest, spawn) -> int:
         pid = spawn(before)
         os.read(started_r, 1)
         os.kill(pid, signum)
+        os.write(sent_w, b"1")
         codes: list[int] = []
 
         def exited() -> list[int]:
@@ -234,8 +236,8 @@ def _signal_while_starting(signum: int, before_rest, spawn) -> int:
             return None
     finally:
         signal.signal(signum, inherited)
-        os.close(started_r)
-        os.close(started_w)
+        for fd in (started_r, started_w, sent_r, sent_w):
+            os.close(fd)
 
 
 def test_a_signal_sent_while_a_child_starts_reaches_the_childs_own_handler():
