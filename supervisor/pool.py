@@ -15,7 +15,7 @@ Spawn = Callable[[list[str]], WorkerProcess]
 
 
 class ProcessPool:
-    """Owns its workers: ``scale(n)``, replaces the dead (with a cooldown), kills stragglers."""
+    """Owns its workers: ``scale(n)``, replaces the dead (see _died), kills stragglers."""
 
     def __init__(self, queues: list[str], spawn: Spawn, *, stop_timeout: float) -> None:
         self.queues = list(queues)
@@ -80,20 +80,29 @@ class ProcessPool:
             for proc in group:
                 if proc.pid == pid:
                     group.remove(proc)
+                    status, jobs = proc.shared.read()
                     proc.shared.close()
                     if group is self.processes:
-                        self._died(proc, code, now)
+                        self._died(proc, code, now, took_jobs=status == "processing" or jobs > 0)
                     return True
         return False
 
     # --- internals ------------------------------------------------------------------------
-    def _died(self, proc: WorkerProcess, code: int, now: float) -> None:
+    def _died(self, proc: WorkerProcess, code: int, now: float, *, took_jobs: bool) -> None:
+        """Replace a dead worker at once, or after the cooldown while workers keep dying young
+        before taking any job (a start-up failure). A worker that died running a job (a job that
+        crashes its process, the OOM killer, a kill) is replaced at once: its job's tries bound
+        that loop (each lost attempt counts, then the job fails with WorkerLost)."""
         if code == 0:  # recycled (max_jobs, max_time, memory): replace at once
             return
-        log.warning("worker %s (%s) died with %s; replacing it", proc.pid, self.key, _describe(code))
-        self.cooldown = tuning.restart_cooldown(self.cooldown, now - proc.started_at)
+        lived = now - proc.started_at
+        self.cooldown = 0.0 if took_jobs else tuning.restart_cooldown(self.cooldown, lived)
         if self.cooldown:
             self.restart_at = now + self.cooldown
+            log.warning("worker %s (%s) died with %s %.1f s after it started, before taking a job; "
+                        "replacing it in %.0f s", proc.pid, self.key, _describe(code), lived, self.cooldown)
+        else:
+            log.warning("worker %s (%s) died with %s; replacing it", proc.pid, self.key, _describe(code))
 
     def _fit(self, now: float) -> None:
         wanted = self.running()

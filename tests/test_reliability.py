@@ -237,6 +237,43 @@ def test_poison_job_fails_with_worker_lost_and_pool_keeps_working(hz, procs, red
     assert set(runs) == {str(i) for i in range(600)}
 
 
+def test_poison_jobs_under_a_real_supervisor_cost_tries_not_restart_cooldowns(
+    hz, procs, redis_client, prefix, capsys, tmp_path
+):
+    """`horizon start` with the default restart cooldown: several jobs that each kill their worker
+    end failed (WorkerLost) after their tries, every crash is replaced at once (no cooldown: the
+    workers died running a job, not starting up), and the jobs around them all complete."""
+    key, crash_key, poisons, tries = f"{prefix}:poisoned", f"{prefix}:crashed", 5, 2
+    ids = sample_jobs.record.dispatch_many([((key, i), {}) for i in range(200)])
+    bad = [sample_jobs.crash.options(tries=tries, timeout=1).dispatch(crash_key) for _ in range(poisons)]
+    ids += sample_jobs.record.dispatch_many([((key, i), {}) for i in range(200, 400)])
+    log_path = tmp_path / "master.log"
+    with log_path.open("w") as log_file:
+        master = procs.horizon("start", stdout=subprocess.DEVNULL, stderr=log_file)
+    start = time.monotonic()
+    # the old rule (a cooldown doubling from 1 s per young death, up to 30 s) needed > 100 s here
+    wait_for(lambda: statuses(hz, bad).get("failed", 0) == poisons, timeout=40, interval=0.2,
+             message=f"poison jobs not failed: {statuses(hz, bad)}")
+    wait_for(lambda: statuses(hz, ids).get("completed", 0) == 400, timeout=30, interval=0.2,
+             message=f"jobs around the poison ones: {statuses(hz, ids)}")
+    elapsed = time.monotonic() - start
+    master.terminate()
+    assert master.wait(timeout=30) == 0
+    log_text = log_path.read_text()
+    crashes = redis_client.llen(crash_key)
+    runs = executions(redis_client, key)
+    report(capsys, "poison-jobs-supervised", jobs=400 + poisons, crashes=crashes,
+           replaced=log_text.count("; replacing it"), lost=400 - len(set(runs)),
+           duplicates=len(runs) - len(set(runs)), done_s=round(elapsed, 2))
+    assert crashes == poisons * tries
+    assert log_text.count("died with exit code 9; replacing it\n") == poisons * tries
+    assert "replacing it in" not in log_text  # no cooldown
+    for job_id in bad:
+        h = redis_client.hgetall(hz.keys.job(job_id))
+        assert (h["attempts"], json.loads(h["exception"])["class"]) == (str(tries), "WorkerLost")
+    assert set(runs) == {str(i) for i in range(400)}
+
+
 def test_slow_consumer_stopped_by_hard_timeout_gives_back_its_batch(
     hz, procs, redis_client, prefix, capsys, config_data, tmp_path
 ):

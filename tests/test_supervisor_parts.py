@@ -10,6 +10,7 @@ import time
 import pytest
 
 from horizon.repositories.supervisors import CommandQueue, Locks
+from horizon.worker import WorkerState
 from supervisor import children, tuning
 from supervisor.children import reap as reap_child
 from supervisor.notify import Notifier
@@ -19,11 +20,15 @@ from tests.helpers import in_forked_child, wait_for
 
 
 def fork_child(behaviour: str) -> WorkerProcess:
-    """A real child: 'stubborn' ignores SIGTERM, 'crash' exits 3 at once."""
+    """A real child: 'stubborn' ignores SIGTERM, 'crash' exits 3 at once, 'crash-in-job' exits 3
+    once it has reported that it runs a job (what a worker does before each job)."""
     shared = SharedState()
     pid = os.fork()
     if pid == 0:
         if behaviour == "crash":
+            os._exit(3)
+        if behaviour == "crash-in-job":
+            shared.write(WorkerState(status="processing"))
             os._exit(3)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         time.sleep(60)
@@ -80,6 +85,22 @@ def test_worker_that_keeps_dying_is_restarted_with_a_cooldown(pools, monkeypatch
     assert pool.size() == 1 and pool.processes[0].pid != first
     wait_for(lambda: reap(pool, time.time()) == 1, timeout=5)
     assert pool.cooldown == 10.0  # doubles while it keeps dying young
+
+
+def test_worker_that_dies_running_a_job_is_replaced_at_once(pools, monkeypatch):
+    """A job that crashes its process costs that job a try, not the pool a restart cooldown."""
+    monkeypatch.setattr(tuning, "RESTART_COOLDOWN", 5.0)
+    pool = ProcessPool(["default"], lambda queues: fork_child("crash-in-job"), stop_timeout=1)
+    pools.append(pool)
+    now = time.time()
+    pool.scale(1, now)
+    seen = {pool.processes[0].pid}
+    for _ in range(3):  # each dies young, every time while running a job
+        wait_for(lambda: reap(pool, now) == 1, timeout=5)
+        pool.monitor(now)
+        assert pool.size() == 1 and pool.cooldown == 0.0
+        assert pool.processes[0].pid not in seen
+        seen.add(pool.processes[0].pid)
 
 
 def test_commands_are_read_and_emptied_in_one_step(hz):
