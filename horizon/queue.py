@@ -282,15 +282,19 @@ class JobQueue:
         return Reserved.list_from_reply(reply), _next_due(reply)
 
     def recover_worker(
-        self, worker: str, queues: Sequence[str], keep: Sequence[str] = (), unstarted: bool = False
+        self, worker: str, queues: Sequence[str], keep: Sequence[str] = (), running: str | None = None
     ) -> int:
         """Put back at once what ``worker`` held on ``queues`` (its reservations name it), except
-        the ids in ``keep``; returns how many. For a supervisor whose worker died (as an expired
-        reservation is put back: a job that may have run counts a try), and, with ``unstarted``,
-        for a worker that lost a reply reserving jobs it never started (released, no try
-        counted). A prefetched batch's windows can add up to many job timeouts."""
-        mode = "unstarted" if unstarted else "died"
-        return int(self.scripts.call("recover_worker", worker, mode, len(keep), *keep, *queues))
+        the ids in ``keep``; returns how many (or failed, when that was their last try). A
+        prefetched batch's windows can add up to many job timeouts, so this does not wait for them.
+
+        ``running`` is the job the worker was running: that attempt counts a try (a job that keeps
+        killing its worker fails with WorkerLost); every other job is released without one, since
+        it never started or ran to its end (a job run but not yet acknowledged runs again). '' means
+        none was running (a worker that lost a reply reserving jobs it never started). None means
+        unknown: each job is put back as an expired reservation is."""
+        mode = "died" if running is None else "release"
+        return int(self.scripts.call("recover_worker", worker, mode, running or "", len(keep), *keep, *queues))
 
     def release(self, job: Reserved) -> bool:
         """Put a reserved job back without counting the attempt."""

@@ -85,6 +85,7 @@ class WorkerState:
 
     status: str = "starting"
     jobs: int = 0
+    job: str = ""  # id of the job running, '' between jobs
     started_at: float = field(default_factory=time.time)
 
 
@@ -251,7 +252,7 @@ class Worker:
         keep = {job.id for job in holding} | {job.id for job, *_ in self.done} | {job.id for job in self.batch}
         if self.job is not None:
             keep.add(self.job.id)
-        count = self.hz.queue.recover_worker(self.opts.name, self.queues, sorted(keep), unstarted=True)
+        count = self.hz.queue.recover_worker(self.opts.name, self.queues, sorted(keep), running="")
         if count:
             log.warning("put back %d job(s) reserved by a lost reply", count)
 
@@ -322,9 +323,14 @@ class Worker:
         """Run one job; returns the attempt to acknowledge ``(job, outcome, runtime ms, detail)``."""
         global _running
         self.job, _running = job, job
-        self.report("processing")
+        self.state.status, self.state.job = "processing", job.id
+        if self.on_state:  # the supervisor learns which job runs (if this process dies, that try counts)
+            self.on_state(self.state)
         outcome, detail, runtime_ms = self.perform(job)
         self.state.jobs += 1
+        self.state.job = ""
+        if self.on_state:
+            self.on_state(self.state)
         self.job, _running = None, None
         return job, outcome, runtime_ms, detail
 

@@ -80,7 +80,7 @@ class ProcessPool:
             for proc in group:
                 if proc.pid == pid:
                     group.remove(proc)
-                    status, jobs = proc.shared.read()
+                    proc.last_state = status, jobs, _ = proc.shared.read()
                     proc.shared.close()
                     if group is self.processes:
                         self._died(proc, code, now, took_jobs=status == "processing" or jobs > 0)

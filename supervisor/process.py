@@ -19,22 +19,28 @@ from horizon.worker import Worker, WorkerOptions, WorkerState
 from supervisor import children
 
 STATUSES = ("starting", "idle", "processing", "stopped")
-_LAYOUT = struct.Struct("<iq")  # status index, jobs done
+_LAYOUT = struct.Struct("<iqB255s")  # status index, jobs done, length and bytes of the running job's id
 
 
 class SharedState:
-    """A worker's status and job count in an anonymous shared mapping (written by the child only)."""
+    """A worker's status, job count and running job in an anonymous shared mapping (written by
+    the child only). The running job's id tells the supervisor, when the worker dies, which of
+    the jobs it held was running (that attempt counts a try) and which it never started."""
 
     def __init__(self) -> None:
         self.memory = mmap.mmap(-1, _LAYOUT.size)
 
     def write(self, state: WorkerState) -> None:
         index = STATUSES.index(state.status) if state.status in STATUSES else 0
-        _LAYOUT.pack_into(self.memory, 0, index, state.jobs)
+        job = state.job.encode()
+        if len(job) > 255:  # not an id horizon makes: unknown, the reservation's own rules apply
+            job = b""
+        _LAYOUT.pack_into(self.memory, 0, index, state.jobs, len(job), job)
 
-    def read(self) -> tuple[str, int]:
-        index, jobs = _LAYOUT.unpack_from(self.memory, 0)
-        return STATUSES[index] if 0 <= index < len(STATUSES) else "starting", jobs
+    def read(self) -> tuple[str, int, str]:
+        """(status, jobs done, id of the job running or '')."""
+        index, jobs, length, job = _LAYOUT.unpack_from(self.memory, 0)
+        return STATUSES[index] if 0 <= index < len(STATUSES) else "starting", jobs, job[:length].decode()
 
     def close(self) -> None:
         self.memory.close()
@@ -50,6 +56,7 @@ class WorkerProcess:
     started_at: float = field(default_factory=time.time)
     stopping_since: float | None = None
     memory_mb: float = 0.0
+    last_state: tuple[str, int, str] | None = None  # read when it exited, before the mapping closed
 
     @property
     def queue(self) -> str:

@@ -154,14 +154,17 @@ class Supervisor:
                 if (code := children.reap(proc.pid)) is not None:
                     pool.exited(proc.pid, code, now)
                     if code != 0:
-                        self.recover(proc.pid, proc.queues, code)
+                        running = proc.last_state[2] if proc.last_state else None
+                        self.recover(proc.pid, proc.queues, code, running)
 
-    def recover(self, pid: int, queues: list[str], code: int) -> None:
+    def recover(self, pid: int, queues: list[str], code: int, running: str | None) -> None:
         """A worker died without putting back what it held (a clean exit does): its jobs go back
-        now, not when their reservation windows end."""
+        now, not when their reservation windows end. ``running`` is the job it was running ('' none,
+        None unknown): only that attempt counts a try; the jobs it had not started (or had run but
+        not yet acknowledged) are released."""
         worker = worker_name(self.name, pid)
         try:
-            recovered = self.hz.queue.recover_worker(worker, queues)
+            recovered = self.hz.queue.recover_worker(worker, queues, running=running)
         except redis.RedisError as exc:  # Redis away or refusing: the reservation windows still apply
             log.warning("could not put back what worker %s held (%s); its reservations will expire", pid, exc)
             return

@@ -171,6 +171,37 @@ def test_recover_worker_puts_back_only_what_that_worker_held(hz, redis_client):
     assert sorted(e["job_id"] for e in stalled) == sorted(ids[:4])
 
 
+def test_recover_worker_that_says_which_job_ran_counts_a_try_for_that_job_only(hz, redis_client):
+    """A supervisor knows from its worker's shared state which job was running when it died: that
+    attempt counts a try; the rest of the batch is released without one, however often it happens
+    (before, a batch-mate of a job that kills its worker failed with WorkerLost, never having run)."""
+    short_estimate(hz, "ran")
+    poison = push(hz, "ran", 1, tries=3)[0]
+    mates = push(hz, "ran", 3, tries=1)
+    for round_ in (1, 2, 3):
+        batch, _ = hz.queue.reserve_many(["ran"], 4, worker="sup:7")
+        assert sorted(j.id for j in batch) == sorted([poison, *mates])
+        assert hz.queue.recover_worker("sup:7", ["ran"], running=poison) == 4
+        h = hz.queue.get(poison)
+        assert (h["status"], h["attempts"]) == ("failed" if round_ == 3 else "pending", str(round_))
+        for job_id in mates:
+            h = hz.queue.get(job_id)
+            assert (h["status"], h["attempts"]) == ("pending", "0")
+    assert json.loads(hz.queue.get(poison)["exception"])["class"] == "WorkerLost"
+    assert redis_client.zcard(hz.keys.reserved("ran")) == 0
+    assert sorted(redis_client.lrange(hz.keys.queue("ran"), 0, -1)) == sorted(mates)
+
+
+def test_recover_worker_with_no_job_running_releases_everything(hz, redis_client):
+    short_estimate(hz, "idle")
+    ids = push(hz, "idle", 3, tries=1)
+    batch, _ = hz.queue.reserve_many(["idle"], 3, worker="sup:8")
+    assert len(batch) == 3
+    assert hz.queue.recover_worker("sup:8", ["idle"], keep=[ids[2]], running="") == 2
+    assert [hz.queue.get(i)["status"] for i in ids] == ["pending", "pending", "reserved"]
+    assert [hz.queue.get(i)["attempts"] for i in ids] == ["0", "0", "1"]
+
+
 def test_the_api_job_object_names_the_worker_that_reserved_it(hz):
     from horizon.repositories.jobs import job_object
 

@@ -274,6 +274,32 @@ def test_poison_jobs_under_a_real_supervisor_cost_tries_not_restart_cooldowns(
     assert set(runs) == {str(i) for i in range(400)}
 
 
+def test_jobs_prefetched_with_a_poison_job_never_lose_a_try_to_it(hz, procs, redis_client, prefix, capsys, config_data):
+    """`horizon start`, one worker with prefetch 16: three jobs that kill their worker sit at the
+    head of the queue, so each death takes down a batch of jobs with one try each. The supervisor
+    knows which job was running: only the poison jobs use up tries; every other job completes."""
+    key, crash_key, poisons, tries = f"{prefix}:mates", f"{prefix}:poison-runs", 3, 3
+    supervisor = {"queue": ["default"], "balance": False, "max_processes": 1, "prefetch": 16}
+    procs.config.write_text(yaml.safe_dump(dict(config_data, defaults={"supervisor-1": supervisor})))
+    hz.redis.hset(hz.keys.queue_metrics("default"), "estimate", 1.0)  # short jobs: prefetched
+    bad = [sample_jobs.crash.options(tries=tries, timeout=2).dispatch(crash_key) for _ in range(poisons)]
+    ids = sample_jobs.record.options(tries=1).dispatch_many([((key, i), {}) for i in range(60)])
+    master = procs.horizon("start", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: statuses(hz, bad).get("failed", 0) == poisons, timeout=60, interval=0.2,
+             message=f"poison jobs not failed: {statuses(hz, bad)}")
+    wait_for(lambda: set(statuses(hz, ids)) == {"completed"} or "failed" in statuses(hz, ids),
+             timeout=30, interval=0.2, message=f"jobs around the poison ones: {statuses(hz, ids)}")
+    master.terminate()
+    assert master.wait(timeout=30) == 0
+    runs = executions(redis_client, key)
+    crashes = redis_client.llen(crash_key)
+    report(capsys, "poison-batch-mates", jobs=60 + poisons, crashes=crashes, mates=statuses(hz, ids),
+           lost=60 - len(set(runs)), duplicates=len(runs) - len(set(runs)))
+    assert crashes == poisons * tries
+    assert statuses(hz, ids) == {"completed": 60}
+    assert set(runs) == {str(i) for i in range(60)}
+
+
 def test_slow_consumer_stopped_by_hard_timeout_gives_back_its_batch(
     hz, procs, redis_client, prefix, capsys, config_data, tmp_path
 ):

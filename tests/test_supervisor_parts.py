@@ -216,7 +216,7 @@ def test_a_dead_workers_jobs_stay_with_their_windows_when_redis_is_away(caplog, 
     sup = Supervisor(away, SupervisorSettings(name="s", queue=("default",)), master="away")
     try:
         with caplog.at_level("WARNING"):
-            sup.recover(4242, ["default"], -9)
+            sup.recover(4242, ["default"], -9, "")
     finally:
         away.close()
         reset()

@@ -366,11 +366,11 @@ end
 
 -- Put back one reservation taken from K.reserved(queue) (its worker died, hung or is gone; why
 -- says which for the WorkerLost failure): that attempt counts as a try, except a prefetched job
--- that most likely never started (see below).
-local function recover_one(queue, id, why)
+-- that most likely never started (see below) when it is not known to have been running (ran).
+local function recover_one(queue, id, why, ran)
   local h = redis.call('HMGET', K.job(id), 'status', 'attempts', 'tries', 'name', 'prefetched', 'lost_prefetched')
   if h[1] ~= 'reserved' then return false end
-  if h[5] == h[2] and tonumber(h[6] or '0') < tonumber(h[3]) then
+  if not ran and h[5] == h[2] and tonumber(h[6] or '0') < tonumber(h[3]) then
     -- prefetched by a worker that died: most likely it never started, so the try is not
     -- counted (at most `tries` times, so a job that kills its worker still ends failed)
     redis.call('HINCRBY', K.job(id), 'attempts', -1)
