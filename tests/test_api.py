@@ -93,7 +93,7 @@ def test_horizon_routes_with_a_real_master(hz, client, master, procs):  # noqa: 
     hz.redis.delete("api-fail")
 
     # metrics: measured names, then snapshots after `horizon snapshot`
-    assert get(client, "/metrics/jobs") == ["tests.add"]
+    assert get(client, "/metrics/jobs") == ["tests.add", "tests.fail"]  # failures are measured too
     assert get(client, "/metrics/queues") == ["default"]
     assert procs.run("snapshot").returncode == 0
     (snap,) = get(client, "/metrics/jobs/tests.add")

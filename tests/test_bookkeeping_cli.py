@@ -50,6 +50,19 @@ def test_prometheus_exposition_of_the_same_figures(hz):
     assert b"horizon_queue_wait_seconds" in body and b"horizon_queue_runtime_estimate_seconds" in body
 
 
+def test_a_job_and_a_queue_whose_jobs_only_ever_failed_are_exported(hz):
+    """The failures of a job that never completed are what an alert needs: its name and queue are
+    measured from the first failure on, not only from a first completion."""
+    push(hz, 2, queue="doomed", name="always.fails")
+    run(hz, 2, queues=("doomed",), outcome="failed_final")
+    got = samples(render(hz)[0])
+    assert got[("horizon_job_failed_total", (("job", "always.fails"),))] == 2
+    assert got[("horizon_job_completed_total", (("job", "always.fails"),))] == 0
+    assert got[("horizon_queue_jobs_failed_total", (("queue", "doomed"),))] == 2
+    metrics = MetricsRepository(hz)
+    assert "always.fails" in metrics.measured_jobs() and "doomed" in metrics.measured_queues()
+
+
 def cli(config_file, proc_env, *args, stdin=""):
     return subprocess.run([*HORIZON, *args, "--config", str(config_file)], env=proc_env, cwd=str(ROOT),
                           input=stdin, capture_output=True, text=True, timeout=60)

@@ -395,7 +395,8 @@ PATHS: dict[str, Any] = {
         ),
         "delete": _op("Stop monitoring a tag", {"204": NO_CONTENT}, parameters=[_path_param("tag")]),
     },
-    "/metrics/jobs": {"get": _op("Measured job names", {"200": _json({"type": "array", "items": STR})})},
+    "/metrics/jobs": {"get": _op("Job names with metrics (completed or failed at least once)",
+                                 {"200": _json({"type": "array", "items": STR})})},
     "/metrics/jobs/{name}": {
         "get": _op(
             "A job's snapshots, oldest first",

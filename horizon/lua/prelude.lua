@@ -337,6 +337,9 @@ local function fail_final(id, queue, name, exception)
   end
   redis.call('HINCRBY', K.job_metrics(name), 'failed', 1)
   redis.call('HINCRBY', K.queue_metrics(queue), 'failed', 1)
+  -- measured from the first failure too: a job that never completes still shows its failures
+  redis.call('SADD', K.measured_jobs(), name)
+  redis.call('SADD', K.measured_queues(), queue)
   redis.call('EXPIRE', jk, keep_for(C.trim.failed, monitored))
   local original = redis.call('HGET', jk, 'retry_of')
   if original then update_retried_by(original, id, 'failed') end
