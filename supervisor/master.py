@@ -21,6 +21,7 @@ from supervisor import children, tuning
 from supervisor.maintenance import Maintenance
 from supervisor.notify import Notifier
 from supervisor.signals import SignalQueue
+from supervisor.steps import LoopSteps
 from supervisor.supervisor import run_supervisor
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class MasterSupervisor:
         self.restarting = False
         self.name = name or master_name()
         self.signals = SignalQueue()
+        self.steps = LoopSteps(log, "master")
         self.notifier = notifier or Notifier()
         self.masters = MasterRepository(hz)
         self.supervisor_records = SupervisorRepository(hz)
@@ -111,16 +113,14 @@ class MasterSupervisor:
 
     def loop(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
-        try:
-            self.handle_signals()
-            self.handle_commands()
-            self.reap(now)
-            self.monitor(now)
-            self.check_memory(now)
-            self.persist(now)
-            self.notifier.watchdog()
-        except Exception:
-            log.exception("master loop failed")
+        step = self.steps.run
+        step("signals", self.handle_signals)
+        step("commands", self.handle_commands, always_calls_redis=True)
+        step("reap", lambda: self.reap(now))
+        step("monitor", lambda: self.monitor(now))
+        step("memory", lambda: self.check_memory(now))
+        step("heartbeat", lambda: self.persist(now))
+        step("watchdog", self.notifier.watchdog)  # the master is alive even while Redis is not
 
     def finished(self) -> bool:
         """Terminated and every supervisor gone (fast_termination: do not wait for them)."""

@@ -16,6 +16,7 @@ from supervisor import balancer, children, tuning
 from supervisor.pool import ProcessPool
 from supervisor.process import spawn_worker, worker_name
 from supervisor.signals import SignalQueue
+from supervisor.steps import LoopSteps
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Supervisor:
         self.name = f"{master}:{options.name}"
         self.parent_pid = parent_pid
         self.signals = signals or SignalQueue()
+        self.steps = LoopSteps(log, "supervisor")
         self.records = SupervisorRepository(hz)
         self.commands = CommandQueue(hz)
         self.status = "running"
@@ -92,16 +94,14 @@ class Supervisor:
 
     def loop(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
-        try:
-            self.ensure_parent_is_running()
-            self.handle_signals(now)
-            self.handle_commands(now)
-            self.auto_scale(now)
-            self.reap(now)
-            self.monitor(now)
-            self.persist(now)
-        except Exception:
-            log.exception("supervisor loop failed")
+        step = self.steps.run
+        step("parent", self.ensure_parent_is_running)
+        step("signals", lambda: self.handle_signals(now))
+        step("commands", lambda: self.handle_commands(now), always_calls_redis=True)
+        step("balance", lambda: self.auto_scale(now))
+        step("reap", lambda: self.reap(now))  # dead workers are replaced even while Redis is away
+        step("monitor", lambda: self.monitor(now))
+        step("heartbeat", lambda: self.persist(now))
 
     def finished(self) -> bool:
         return not self.working and not any(p.all() for p in self.pools)

@@ -7,6 +7,7 @@ import signal
 import socket
 import time
 
+import psutil
 import pytest
 
 from horizon.repositories.supervisors import CommandQueue, Locks
@@ -221,6 +222,68 @@ def test_a_dead_workers_jobs_stay_with_their_windows_when_redis_is_away(caplog, 
         away.close()
         reset()
     assert "could not put back what worker 4242 held" in caplog.text
+
+
+def _unreachable_horizon(prefix: str):  # memory_limit: this test process is no lean master
+    from horizon.config import settings_from_dict
+    from horizon.context import configure
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"redis://127.0.0.1:{port}"
+    return configure(settings_from_dict({"prefix": prefix, "redis": {"url": url}, "memory_limit": 100000}))
+
+
+def test_while_redis_is_away_a_supervisor_still_replaces_dead_workers(caplog, prefix, pools):
+    """The loop's Redis steps fail; reaping and refilling the pool must not be skipped with them."""
+    from horizon.config import SupervisorSettings
+    from horizon.context import reset
+    from supervisor.supervisor import Supervisor
+
+    away = _unreachable_horizon(prefix)
+    sup = Supervisor(away, SupervisorSettings(name="s", queue=("default",)), master="away")
+    pool = ProcessPool(["default"], lambda queues: fork_child("crash-in-job"), stop_timeout=1)
+    pools.append(pool)
+    sup.pools = [pool]
+    try:
+        pool.scale(1)
+        seen = {pool.processes[0].pid}
+        with caplog.at_level("WARNING"):
+            for _ in range(3):
+                wait_for(lambda pid=pool.processes[0].pid: psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+                         timeout=5, message="the child did not exit")
+                sup.loop()
+                assert pool.size() == 1 and pool.processes[0].pid not in seen  # reaped and replaced
+                seen.add(pool.processes[0].pid)
+    finally:
+        away.close()
+        reset()
+    assert caplog.text.count("redis unavailable") == 1  # once per outage, not a traceback per pass
+    assert "Traceback" not in caplog.text
+
+
+def test_while_redis_is_away_the_master_still_pings_the_systemd_watchdog(caplog, prefix):
+    """systemd would kill a master whose watchdog went silent: during a Redis outage, which a
+    restart cannot fix, the master goes on supervising and pinging."""
+    from horizon.context import reset
+    from supervisor.master import MasterSupervisor
+
+    away = _unreachable_horizon(prefix)
+    name = f"@horizon-watchdog-{os.getpid()}"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, caplog.at_level("WARNING"):
+            sock.bind("\0" + name[1:])
+            sock.settimeout(5)
+            notifier = Notifier({"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "1"})
+            master = MasterSupervisor(away, name="away", notifier=notifier)
+            for _ in range(2):
+                master.loop()
+                assert sock.recv(1024) == b"WATCHDOG=1"
+    finally:
+        away.close()
+        reset()
+    assert caplog.text.count("redis unavailable") == 1 and "Traceback" not in caplog.text
 
 
 # --- signals sent while a child starts ---------------------------------------------------------
