@@ -78,3 +78,17 @@ def connect(settings: Settings, *, url: str | None = None, **options: object) ->
     # longer than any blocking wait (worker.IDLE_WAIT), short enough to notice a dead server
     options.setdefault("socket_timeout", 30)
     return redis.Redis.from_url(url or redis_url(settings), **options)
+
+
+CONTROL_TIMEOUT = 2.0  # seconds: the supervision loops' Redis calls are short, and a pass must stay short
+
+
+def connect_control(settings: Settings) -> redis.Redis:
+    """A client for the supervision loops: connect and read time out after CONTROL_TIMEOUT, and a
+    refused or dropped connection is tried once more (a connection Redis closed when it
+    restarted), not ten times (the loop runs again within a second; see ``context.control``)."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return connect(settings, socket_timeout=CONTROL_TIMEOUT, socket_connect_timeout=CONTROL_TIMEOUT,
+                   retry=Retry(NoBackoff(), 0))

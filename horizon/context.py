@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from horizon.config import Settings, load_config, settings_from_dict
-from horizon.connection import connect
+from horizon.connection import connect, connect_control
 from horizon.keys import Keys
 from horizon.queue import JobQueue
 from horizon.scripts import Scripts
@@ -88,5 +88,21 @@ def after_fork(settings: Settings) -> Horizon:
 
 def reset() -> None:
     """Forget the configured connection (a forked child calls this, then ``configure``)."""
-    global _current, _pid
-    _current, _pid = None, None
+    global _current, _pid, _control
+    _current, _pid, _control = None, None, None
+
+
+_control: Horizon | None = None
+
+
+def control(settings: Settings) -> Horizon:
+    """The horizon the supervision loops use (master, supervisors): the same settings and Redis,
+    through a client that gives up within ``CONTROL_TIMEOUT`` seconds (see ``connect_control``). A loop
+    pass must stay short while Redis hangs or is unreachable, so that dead workers are still
+    replaced and the systemd watchdog still pinged; the next pass tries again. Kept across forks
+    like :func:`after_fork` (each process opens its own connections)."""
+    global _control
+    with _lock:
+        if _control is None or _control.settings is not settings:
+            _control = Horizon(settings, client=connect_control(settings))
+        return _control

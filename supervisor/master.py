@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from horizon import context
 from horizon.config import SupervisorSettings
 from horizon.context import Horizon
 from horizon.repositories.supervisors import CommandQueue, MasterRepository, SupervisorRepository
@@ -61,9 +62,10 @@ class MasterSupervisor:
         self.signals = SignalQueue()
         self.steps = LoopSteps(log, "master")
         self.notifier = notifier or Notifier()
-        self.masters = MasterRepository(hz)
-        self.supervisor_records = SupervisorRepository(hz)
-        self.commands = CommandQueue(hz)
+        control = context.control(hz.settings)  # loop calls that give up fast (see context.control)
+        self.masters = MasterRepository(control)
+        self.supervisor_records = SupervisorRepository(control)
+        self.commands = CommandQueue(control)
         self.maintenance = Maintenance(hz, self.name).add_defaults()
         self.supervisors: dict[str, SupervisorProcess] = {}
         self.status = "running"

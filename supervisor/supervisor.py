@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import redis
 
+from horizon import context
 from horizon.config import Settings, SupervisorSettings
 from horizon.context import Horizon
 from horizon.repositories.supervisors import CommandQueue, SupervisorRepository
@@ -38,8 +39,9 @@ class Supervisor:
         self.parent_pid = parent_pid
         self.signals = signals or SignalQueue()
         self.steps = LoopSteps(log, "supervisor")
-        self.records = SupervisorRepository(hz)
-        self.commands = CommandQueue(hz)
+        self.control = context.control(hz.settings)  # loop calls that give up fast (see context.control)
+        self.records = SupervisorRepository(self.control)
+        self.commands = CommandQueue(self.control)
         self.status = "running"
         self.working = True
         self.last_balance = 0.0
@@ -164,7 +166,7 @@ class Supervisor:
         not yet acknowledged) are released."""
         worker = worker_name(self.name, pid)
         try:
-            recovered = self.hz.queue.recover_worker(worker, queues, running=running)
+            recovered = self.control.queue.recover_worker(worker, queues, running=running)
         except redis.RedisError as exc:  # Redis away or refusing: the reservation windows still apply
             log.warning("could not put back what worker %s held (%s); its reservations will expire", pid, exc)
             return

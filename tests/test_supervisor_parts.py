@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 
 import psutil
@@ -284,6 +285,40 @@ def test_while_redis_is_away_the_master_still_pings_the_systemd_watchdog(caplog,
         away.close()
         reset()
     assert caplog.text.count("redis unavailable") == 1 and "Traceback" not in caplog.text
+
+
+def test_while_redis_hangs_a_master_pass_stays_short_and_pings_the_watchdog(caplog, prefix):
+    """A Redis that accepts connections and never answers (a hung server, a half-open network):
+    the master's loop calls give up within seconds, so one pass still ends with the watchdog
+    ping, well within systemd's WatchdogSec (30 s in deploy/horizon.service). With the workers'
+    30 s socket timeout, one pass took 60 s."""
+    from horizon.config import settings_from_dict
+    from horizon.context import configure, reset
+    from supervisor.master import MasterSupervisor
+
+    held: list[socket.socket] = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        accepting = threading.Thread(target=lambda: held.extend(server.accept()[0] for _ in range(16)), daemon=True)
+        accepting.start()
+        url = f"redis://127.0.0.1:{server.getsockname()[1]}"
+        hung = configure(settings_from_dict({"prefix": prefix, "redis": {"url": url}, "memory_limit": 100000}))
+        name = f"@horizon-hung-{os.getpid()}"
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, caplog.at_level("WARNING"):
+                sock.bind("\0" + name[1:])
+                sock.settimeout(15)
+                notifier = Notifier({"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "1"})
+                master = MasterSupervisor(hung, name="hung", notifier=notifier)
+                threading.Thread(target=master.loop, daemon=True).start()
+                assert sock.recv(1024) == b"WATCHDOG=1"
+        finally:
+            for conn in held:
+                conn.close()
+            hung.close()
+            reset()
+    assert "redis unavailable (Timeout" in caplog.text
 
 
 # --- signals sent while a child starts ---------------------------------------------------------
