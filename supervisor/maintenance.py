@@ -18,6 +18,7 @@ from horizon.repositories.supervisors import Locks, SupervisorRepository
 from horizon.repositories.workload import WorkloadRepository
 from horizon.schedules import fire_due
 from supervisor import tuning
+from supervisor.steps import LoopSteps
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,7 @@ def detect_long_waits(hz: Horizon) -> None:
 
 def fire_schedules(hz: Horizon, owner: str) -> None:
     """Dispatch due schedule occurrences; a lock per (schedule, fire time) makes each fire once."""
-    try:
-        fire_due(hz, owner=owner)
-    except Exception:
-        log.exception("firing schedules failed")
+    fire_due(hz, owner=owner)
 
 
 class Maintenance:
@@ -53,6 +51,7 @@ class Maintenance:
     def __init__(self, hz: Horizon, owner: str) -> None:
         self.hz, self.owner = hz, owner
         self.locks = Locks(hz)
+        self.steps = LoopSteps(log, "maintenance")  # a Redis outage: one warning, not a traceback a second
         self.scheduler = BackgroundScheduler(
             daemon=True, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 5}
         )
@@ -63,7 +62,10 @@ class Maintenance:
         self.add("snapshot", float(self.hz.settings.metrics.snapshot_interval), lambda: snapshot_metrics(self.hz))
         self.add("long_waits", tuning.LONG_WAIT_INTERVAL, lambda: detect_long_waits(self.hz))
         # at the top of every second; locked per occurrence inside fire_due, not per slot
-        self.scheduler.add_job(fire_schedules, "cron", second="*", args=(self.hz, self.owner), id="schedules")
+        self.scheduler.add_job(
+            self.steps.run, "cron", second="*", id="schedules",
+            args=("schedules", lambda: fire_schedules(self.hz, self.owner)), kwargs={"always_calls_redis": True},
+        )
         return self
 
     def add(self, task: str, interval: float, fn: Callable[[], Any], *, locked: bool = True) -> None:
@@ -71,16 +73,18 @@ class Maintenance:
 
     def run_task(self, task: str, interval: float, fn: Callable[[], Any], locked: bool = True) -> bool:
         """Run ``fn`` when this master takes the task's lock for the current slot; True if it ran."""
-        try:
+        ran = False
+
+        def step() -> None:
+            nonlocal ran
             slot = self.locks.acquire_slot(task, interval, self.owner) if locked else 0
-            if slot is None:
-                return False
-            fn()
-            log.debug("task %s ran (slot %s)", task, slot)
-            return True
-        except Exception:
-            log.exception("periodic task %s failed", task)
-            return False
+            if slot is not None:
+                fn()
+                ran = True
+                log.debug("task %s ran (slot %s)", task, slot)
+
+        self.steps.run(task, step, always_calls_redis=locked)
+        return ran
 
     def start(self) -> None:
         self.scheduler.start()

@@ -287,6 +287,27 @@ def test_while_redis_is_away_the_master_still_pings_the_systemd_watchdog(caplog,
     assert caplog.text.count("redis unavailable") == 1 and "Traceback" not in caplog.text
 
 
+def test_while_redis_is_away_maintenance_logs_the_outage_once(caplog, prefix):
+    """Every periodic task fails each second while Redis is away: one warning for the outage (and
+    one when it ends), not a traceback per task per second."""
+    from horizon.context import reset
+    from supervisor.maintenance import Maintenance
+
+    away = _unreachable_horizon(prefix)
+    maintenance = Maintenance(away, "away")
+    ran = []
+    try:
+        with caplog.at_level("WARNING"):
+            for _ in range(3):
+                assert maintenance.run_task("maintain", 1.0, lambda: ran.append(1)) is False
+                assert maintenance.run_task("snapshot", 1.0, lambda: ran.append(2)) is False
+    finally:
+        away.close()
+        reset()
+    assert ran == []
+    assert caplog.text.count("redis unavailable") == 1 and "Traceback" not in caplog.text
+
+
 def test_while_redis_hangs_a_master_pass_stays_short_and_pings_the_watchdog(caplog, prefix):
     """A Redis that accepts connections and never answers (a hung server, a half-open network):
     the master's loop calls give up within seconds, so one pass still ends with the watchdog
