@@ -2,16 +2,20 @@
 
 One `horizon start` (two supervisors, three queues, prefetch on one, a schedule every second)
 runs single, bulk, delayed, retried, failing and worker-killing jobs, batches with callbacks,
-continuations and idempotent dispatches while a random worker is SIGKILLed every 300 ms, the
-master is SIGKILLed once and replaced, and Redis (AOF) is stopped and started once. When the
+continuations and idempotent dispatches into queues one of which is rate limited and one paused
+for a while, while a random worker is SIGKILLed every 300 ms, the master is SIGKILLed once and
+replaced, the new master is reloaded (SIGHUP), and Redis (AOF) is stopped and started once. When the
 dust settles: each job is in the state its kind must end in, nothing is left in a queue, a
 reserved set or a delayed set, the indexes, metrics, monitored tag and API agree with the job
-records, each batch ran the right callbacks, and each schedule occurrence was dispatched once.
+records, each batch ran the right callbacks, each schedule occurrence was dispatched once, and
+the rate limit held.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -25,7 +29,7 @@ import redis
 
 from horizon import workflows
 from horizon.embedded import EmbeddedRedis
-from horizon.repositories.queues import ParentTerminal
+from horizon.repositories.queues import ParentTerminal, QueueRepository
 from horizon.repositories.tags import TagRepository
 from tests import chaos_jobs as jobs
 from tests.conftest import Processes
@@ -35,6 +39,7 @@ pytestmark = pytest.mark.slow
 
 QUEUES = ("high", "default", "low")
 CHAOS_SECONDS = 15.0
+RATE_LIMIT = 40  # starts per second on queue "low"
 FINISHED = ("completed", "failed", "cancelled")
 
 
@@ -71,6 +76,7 @@ def config_data(redis_url: str, prefix: str) -> dict:
         "imports": ["tests.sample_jobs", "tests.chaos_jobs"],
         "reservation_margin": 0.5,
         "schedule": [{"name": "tick", "job": "chaos.tick", "every": 1, "queue": "high"}],
+        "queues": {"low": {"rate_limit": {"jobs": RATE_LIMIT, "per": 1}}},
         "defaults": {
             "s1": {"queue": ["high", "default"], "balance": "auto", "min_processes": 1, "max_processes": 3,
                    "tries": 3, "timeout": 4, "prefetch": 16},
@@ -186,8 +192,8 @@ def test_mixed_workload_under_chaos_keeps_every_record_consistent(
     log_file = log_path.open("w")
     master = procs.horizon("start", stdout=log_file, stderr=log_file)
     wait_for(lambda: len(workers_of(master)) >= 3, timeout=30, message="no workers")
-    work, kills = Workload(), 0
-    master_killed = redis_restarted = False
+    work, kills, queues = Workload(), 0, QueueRepository(hz)
+    master_killed = redis_restarted = paused = resumed = reloaded = False
     start = last_kill = time.monotonic()
     while (elapsed := time.monotonic() - start) < CHAOS_SECONDS:
         work.one()
@@ -196,6 +202,13 @@ def test_mixed_workload_under_chaos_keeps_every_record_consistent(
             if victims := workers_of(master):
                 random.choice(victims).kill()
                 kills += 1
+        if not paused and elapsed > CHAOS_SECONDS * 0.15:
+            paused = retrying(lambda: queues.pause("default")) or True
+        if not resumed and elapsed > CHAOS_SECONDS * 0.3:
+            resumed = retrying(lambda: queues.resume("default")) or True
+        if not reloaded and elapsed > CHAOS_SECONDS * 0.55:  # systemctl reload: the master execs itself again
+            reloaded = True
+            master.send_signal(signal.SIGHUP)
         if not master_killed and elapsed > CHAOS_SECONDS * 0.4:
             master_killed = True
             tree = psutil.Process(master.pid).children(recursive=True)
@@ -271,6 +284,14 @@ def test_mixed_workload_under_chaos_keeps_every_record_consistent(
     occurrences = [when for name, when in pipe.execute() if name == "chaos.tick"]
     assert len(occurrences) >= CHAOS_SECONDS / 2 and len(occurrences) == len(set(occurrences))
 
+    # the rate limit held: no 1 s window holds more starts (here: last attempts) than it allows
+    pipe = client.pipeline(transaction=False)
+    for job_id in recent:
+        pipe.hmget(f"{key}:job:{job_id}", "queue", "reserved_at")
+    starts = sorted(float(at) for queue, at in pipe.execute() if queue == "low" and at)
+    busiest = max(bisect.bisect_right(starts, t + 1.0) - k for k, t in enumerate(starts))
+    assert busiest <= RATE_LIMIT
+
     # the API sees the same
     from web import create_app
 
@@ -282,5 +303,5 @@ def test_mixed_workload_under_chaos_keeps_every_record_consistent(
     with capsys.disabled():
         print(f"\n[chaos-consistency] jobs={len(ids)} batches={len(work.batches)} kills={kills} master_kills=1 "
               f"redis_restarts=1 states={dict(Counter(ended.values()))} lost={len(never)} "
-              f"duplicates={sum(ran.values()) - len(ran)} schedule_runs={len(occurrences)} "
+              f"duplicates={sum(ran.values()) - len(ran)} schedule_runs={len(occurrences)} busiest_second_low={busiest} "
               f"settled_s={settled_after:.1f}")
