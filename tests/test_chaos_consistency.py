@@ -303,5 +303,6 @@ def test_mixed_workload_under_chaos_keeps_every_record_consistent(
     with capsys.disabled():
         print(f"\n[chaos-consistency] jobs={len(ids)} batches={len(work.batches)} kills={kills} master_kills=1 "
               f"redis_restarts=1 states={dict(Counter(ended.values()))} lost={len(never)} "
-              f"duplicates={sum(ran.values()) - len(ran)} schedule_runs={len(occurrences)} busiest_second_low={busiest} "
+              f"duplicates={sum(ran.values()) - len(ran)} schedule_runs={len(occurrences)} "
+              f"busiest_second_low={busiest} "
               f"settled_s={settled_after:.1f}")
