@@ -130,3 +130,32 @@ def test_sse_delivers_live_events(hz, app):  # noqa: F811
     wait_for(lambda: (sample_jobs.noop.dispatch(), not reader.is_alive())[1], timeout=10, interval=0.2)
     reader.join()
     assert got[0] and all(e["event"] == "job:pending" for e in got[0])
+
+
+def test_sse_stream_ends_cleanly_when_redis_goes_away(tmp_path, prefix, caplog):
+    """Redis stops mid-stream: the stream ends (the client reconnects with Last-Event-ID), no
+    exception escapes into the server; the reconnection is the JSON 503 while Redis is down."""
+    from horizon.config import settings_from_dict
+    from horizon.context import configure, reset
+    from horizon.embedded import EmbeddedRedis
+    from web import create_app
+
+    server = EmbeddedRedis(str(tmp_path / "redis")).start()
+    own = configure(settings_from_dict({"prefix": prefix, "redis": {"url": server.url}}))
+    try:
+        app = create_app(own.settings, own)
+        app.config.update(HORIZON_SSE_HEARTBEAT=0.1, HORIZON_SSE_LIFETIME=30)
+        response = app.test_client().get(API + "/events", buffered=False)
+        chunks = iter(response.response)
+        assert b": connected" in next(chunks)
+        assert b": heartbeat" in next(chunks)
+        server.stop()
+        with caplog.at_level("WARNING"):
+            rest = b"".join(chunks)  # before: raised redis.ConnectionError
+        assert b"event:" not in rest and "event stream ended: redis unavailable" in caplog.text
+        again = app.test_client().get(API + "/events")
+        assert again.status_code == 503 and again.get_json()["error"]["code"] == "UNAVAILABLE"
+    finally:
+        own.close()
+        reset()
+        server.stop()

@@ -3,16 +3,20 @@
 Each event is ``id: <stream id>``, ``event: <name>``, ``data: <JSON>``. A client resumes with
 ``Last-Event-ID`` (header, or the ``last_event_id`` query parameter). Heartbeat comments keep
 proxies from closing an idle stream, and each connection ends after a bounded lifetime (the
-client reconnects and resumes) so a server thread is never pinned forever.
+client reconnects and resumes) so a server thread is never pinned forever. A stream whose Redis
+goes away ends the same way, not with an exception in the server: the client's reconnection
+then gets the JSON 503 until Redis is back.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Iterator
 
+import redis
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
 from horizon.repositories.events import EventRepository
@@ -20,6 +24,7 @@ from web.errors import bad_request
 from web.services import services
 
 bp = Blueprint("api_events", __name__)
+log = logging.getLogger(__name__)
 
 STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 STREAM_ID_PART_MAX = 2**64 - 1  # each part of a stream id is an unsigned 64-bit number
@@ -66,7 +71,11 @@ def _stream(queue: str | None) -> Response:
         deadline = time.monotonic() + lifetime
         while (left := deadline - time.monotonic()) > 0:
             block = int(max(min(heartbeat, left), 0.001) * 1000)
-            entries = repo.read(last, block)
+            try:
+                entries = repo.read(last, block)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("event stream ended: redis unavailable (%s); the client resumes from %s", exc, last)
+                return
             if not entries:
                 yield ": heartbeat\n\n"
                 continue
