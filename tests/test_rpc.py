@@ -476,3 +476,34 @@ def test_notifications_for_queue_and_job_changes(session: Client) -> None:
     gone = rpc.wait_event(lambda n: n["event"] == "jq.queue_status" and n["params"]["status"] == "deleted")
     assert gone["params"]["name"] == name and gone["params"]["id"] == qid
     assert rpc.call("jq.unsubscribe") == "OK"
+
+
+def test_a_subscription_logs_a_redis_outage_once_and_resumes(tmp_path, caplog):
+    """The subscription thread reads the event stream every second: while Redis is away it logs
+    one warning (not a traceback a second), and once Redis is back it delivers new events."""
+    from horizon.config import settings_from_dict
+    from horizon.context import Horizon
+    from horizon.embedded import EmbeddedRedis
+    from web.rpc.session import Connection
+    from web.rpc.subscriptions import Filter, Subscription
+
+    server = EmbeddedRedis(str(tmp_path / "redis")).start()
+    port, folder = server.port, server.dir
+    hz = Horizon(settings_from_dict({"prefix": "sub", "redis": {"url": server.url}}))
+    got: list[str] = []
+    sub = Subscription(Connection(hz=hz), Filter(), lambda event, params: got.append(event))
+    try:
+        with caplog.at_level("WARNING"):
+            server.stop()
+            wait_for(lambda: "redis unavailable" in caplog.text, timeout=10)
+            time.sleep(2.5)  # two more reads fail meanwhile (the outage itself, not synchronisation)
+            server = EmbeddedRedis(str(folder), port=port).start()
+            from horizon.queue import JobSpec
+
+            hz.queue.push([JobSpec(name="tests.noop", queue="q", payload='{"args":[],"kwargs":{}}')])
+            wait_for(lambda: bool(got), timeout=10, message="no notification after Redis came back")
+    finally:
+        sub.stop()
+        hz.close()
+        server.stop()
+    assert caplog.text.count("redis unavailable") == 1 and "Traceback" not in caplog.text

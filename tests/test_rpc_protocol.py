@@ -133,3 +133,28 @@ def test_bad_schedules_name_the_problem(schedule) -> None:
 )
 def test_job_status_values(h, kwargs, status) -> None:
     assert jq_model.job_status(h, **kwargs) == status
+
+
+def test_an_unavailable_service_is_its_own_error_without_a_traceback(caplog) -> None:
+    """Redis away is not a bug in a method: -32002 "retry shortly", one warning, no traceback."""
+
+    def needs_redis(ctx):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379")
+
+    d = Dispatcher(unavailable=(ConnectionError,))
+    d.add("t.redis", needs_redis)
+    d.add("t.boom", boom)
+    with caplog.at_level("WARNING"):
+        assert reply(d, '{"id": 1, "method": "t.redis"}') == {
+            "id": 1, "error": {"code": -32002, "message": "redis is unavailable; retry shortly"}}
+    assert "Traceback" not in caplog.text and "service unavailable" in caplog.text
+    assert reply(d, '{"id": 2, "method": "t.boom"}')["error"]["code"] == -32603  # other failures unchanged
+
+
+def test_the_websocket_dispatcher_treats_redis_outages_as_unavailable() -> None:
+    import redis
+
+    from web.rpc.endpoint import DISPATCHER
+
+    assert redis.ConnectionError in DISPATCHER.unavailable
+    assert redis.TimeoutError in DISPATCHER.unavailable

@@ -11,6 +11,7 @@ import logging
 import threading
 from typing import Any
 
+import redis
 from flask import current_app, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
@@ -26,7 +27,7 @@ PING_INTERVAL = 25  # seconds between websocket pings on an idle connection
 
 
 def build_dispatcher() -> Dispatcher:
-    dispatcher = Dispatcher()
+    dispatcher = Dispatcher(unavailable=(redis.ConnectionError, redis.TimeoutError))
     for module in (session, jq_queues, jq_jobs, jq_history, subscriptions):
         module.register(dispatcher)
     return dispatcher

@@ -22,6 +22,7 @@ INTERNAL_ERROR = -32603
 INVALID_SESSION = -32000
 AUTHENTICATION_FAILED = -32001
 ACCESS_DENIED = -32604  # the seed's "access denied" (here: read-only mode)
+UNAVAILABLE = -32002  # a backing service (Redis) is unreachable: retry shortly
 
 MAX_BATCH = 100
 
@@ -88,8 +89,9 @@ def bind(handler: Handler, params: Any) -> dict[str, Any]:
 class Dispatcher:
     """Method table plus the JSON-RPC request/batch logic."""
 
-    def __init__(self) -> None:
+    def __init__(self, unavailable: tuple[type[BaseException], ...] = ()) -> None:
         self.methods: dict[str, Handler] = {}
+        self.unavailable = unavailable  # exceptions that mean "retry shortly", not a bug (no traceback)
 
     def add(self, name: str, handler: Handler) -> None:
         self.methods[name] = handler
@@ -116,6 +118,9 @@ class Dispatcher:
             result = handler(ctx, **bind(handler, request.get("params")))
         except RpcError as exc:
             return error_reply(exc, id_)
+        except self.unavailable as exc:
+            log.warning("rpc method %s: service unavailable (%s)", method, exc)
+            return error_reply(RpcError(UNAVAILABLE, "redis is unavailable; retry shortly"), id_)
         except Exception:
             log.exception("rpc method %s failed", method)
             return error_reply(RpcError(INTERNAL_ERROR, "internal error"), id_)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from horizon.repositories.events import EventRepository
 from horizon.repositories.jq_tasks import JqTaskRepository
 from horizon.repositories.queue_meta import QueueMetaRepository
@@ -81,12 +83,22 @@ class Subscription:
         self._stop.set()
 
     def _run(self) -> None:
+        outage = False  # a Redis outage is logged once, not a traceback a second
         while not self._stop.is_set():
             try:
                 for entry_id, fields in self.events.read(self.last_id, BLOCK_MS, BATCH):
                     self.last_id = entry_id
                     if not self._stop.is_set():
                         self.dispatch(fields.get("event", ""), json.loads(fields.get("data") or "{}"))
+                outage = False
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if self._stop.is_set():
+                    return
+                if not outage:
+                    log.warning("rpc subscription: redis unavailable (%s); resuming from %s when it is back",
+                                exc, self.last_id)
+                    outage = True
+                self._stop.wait(1)
             except Exception:
                 if self._stop.is_set():
                     return
