@@ -225,6 +225,9 @@ def schedule_run(settings: Settings, interval: float) -> None:
 @common
 def start(settings: Settings) -> None:
     """Run the master supervisor in the foreground (for systemd)."""
+    from supervisor.children import hold_signals
+
+    hold_signals()  # a HUP or TERM during the imports below waits for the master's handlers
     from horizon.logs import setup_logging
     from supervisor.run import start_master
 

@@ -77,6 +77,12 @@ def fork(run: Callable[[], int], *, before: Callable[[], None] | None = None) ->
     return 0  # not reached
 
 
+def hold_signals() -> None:
+    """Block :data:`FORWARDED` in this process until :func:`release_signals`: what an operator sends
+    while a master starts (imports, connecting) waits for its handlers instead of killing it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+
+
 def release_signals() -> None:
     """In a child made by :func:`fork`, once its own signal handlers are installed: let in the
     signals fork() blocked (one sent meanwhile is delivered now). Elsewhere it changes nothing."""

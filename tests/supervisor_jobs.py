@@ -17,3 +17,19 @@ def leak(key: str, mb: int) -> None:
     time.sleep(0.4)  # the worker measures itself at most once a second
     _leak.append(bytearray(os.urandom(1024)) * (mb * 1024))
     _r().rpush(key, os.getpid())
+
+
+def _import_gate() -> None:
+    """With HORIZON_TEST_IMPORT_GATE=<path>: note each import in <path>.entered, then wait (30 s at
+    most) for <path>.open to exist. A test holds a starting master inside its imports this way."""
+    gate = os.environ.get("HORIZON_TEST_IMPORT_GATE")
+    if not gate:
+        return
+    with open(gate + ".entered", "a") as marks:
+        marks.write(f"{os.getpid()}\n")
+    deadline = time.monotonic() + 30
+    while not os.path.exists(gate + ".open") and time.monotonic() < deadline:
+        time.sleep(0.01)  # polls the test's go-ahead
+
+
+_import_gate()

@@ -206,8 +206,8 @@ def test_mixed_workload_under_chaos_keeps_every_record_consistent(
             paused = retrying(lambda: queues.pause("default")) or True
         if not resumed and elapsed > CHAOS_SECONDS * 0.3:
             resumed = retrying(lambda: queues.resume("default")) or True
-        if not reloaded and elapsed > CHAOS_SECONDS * 0.55:  # systemctl reload: the master execs itself again
-            reloaded = True
+        if not reloaded and elapsed > CHAOS_SECONDS * 0.55 and workers_of(master):
+            reloaded = True  # systemctl reload of the running (replacement) master: it execs itself again
             master.send_signal(signal.SIGHUP)
         if not master_killed and elapsed > CHAOS_SECONDS * 0.4:
             master_killed = True
@@ -221,6 +221,9 @@ def test_mixed_workload_under_chaos_keeps_every_record_consistent(
             own_redis.restart()
         time.sleep(random.uniform(0.005, 0.03))  # the dispatcher's pacing
 
+    if not reloaded:  # the replacement master came up after the chaos window: reload it now
+        wait_for(lambda: workers_of(master), timeout=30, message="the replacement master has no workers")
+        master.send_signal(signal.SIGHUP)
     ids = list(work.expect)
     callbacks_due = 2 * len(work.batches)
 
@@ -228,8 +231,12 @@ def test_mixed_workload_under_chaos_keeps_every_record_consistent(
         done = all(s in FINISHED for s in statuses(client, prefix, ids).values())
         return done and len(set(client.lrange("chaos:callbacks", 0, -1))) >= callbacks_due
 
-    wait_for(settled, timeout=60, interval=0.5,  # about 2 s here; a throttled pool took 80-95 s
-             message=f"not settled: {Counter(statuses(client, prefix, ids).values())}")
+    try:
+        wait_for(settled, timeout=60, interval=0.5)  # 1-6 s here; a throttled pool took 80-95 s
+    except AssertionError:
+        log_file.flush()
+        raise AssertionError(f"not settled: {Counter(statuses(client, prefix, ids).values())}; reloaded="
+                             f"{reloaded}; master {master.poll()}; log tail:\n{log_path.read_text()[-4000:]}") from None
     settled_after = time.monotonic() - start - CHAOS_SECONDS
     master.terminate()
     assert master.wait(timeout=30) == 0

@@ -356,6 +356,31 @@ def test_a_second_hup_while_the_restarted_master_starts_restarts_it_again(hz, pr
     assert stop(master) == 0
 
 
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
+def test_a_signal_while_the_master_imports_its_jobs_waits_for_its_handlers(
+    hz, procs, env, config_file, config_data, tmp_path, signum
+):
+    """A reload or stop sent while a fresh master still imports the config's modules (before its
+    handlers exist): before, the signal's default action ended the master (exit -1 / -15); now it
+    is held, then handled: a HUP restarts the master, a TERM stops it cleanly."""
+    write_config(config_file, config_data, max_processes=1)
+    gate = str(tmp_path / "gate")
+    env["HORIZON_TEST_IMPORT_GATE"] = gate
+    master = start(procs, env)
+    entered = Path(gate + ".entered")
+    wait_for(lambda: entered.exists() and len(entered.read_text().split()) == 1, timeout=20,
+             message="the master never reached its imports")
+    master.send_signal(signum)  # the master is inside the import of tests.supervisor_jobs
+    Path(gate + ".open").touch()
+    if signum == signal.SIGTERM:
+        assert master.wait(20) == 0
+        return
+    wait_for(lambda: len(entered.read_text().split()) == 2, timeout=20, message="no restart")  # imported again
+    wait_for(lambda: masters(hz) and worker_pids(hz), timeout=20)
+    assert master.poll() is None
+    assert stop(master) == 0
+
+
 def test_hup_restarts_the_master_with_fresh_workers(hz, procs, env, config_file, config_data):
     write_config(config_file, config_data, max_processes=1)
     master = start(procs, env)
