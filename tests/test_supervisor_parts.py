@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -73,12 +74,18 @@ def test_scaled_down_worker_that_outlives_its_timeout_is_killed(pools):
     assert pool.terminating == [] and victim not in [p.pid for p in pool.all()]
 
 
-def test_worker_that_keeps_dying_is_restarted_with_a_cooldown(pools, monkeypatch):
-    monkeypatch.setattr(tuning, "RESTART_COOLDOWN", 5.0)
-    pool = ProcessPool(["default"], lambda queues: fork_child("crash"), stop_timeout=1)
+def dying_pool(pools: list, behaviour: str) -> tuple[ProcessPool, float]:
+    """A pool of one child that dies as ``behaviour`` says (see fork_child), scaled up now."""
+    pool = ProcessPool(["default"], lambda queues: fork_child(behaviour), stop_timeout=1)
     pools.append(pool)
     now = time.time()
     pool.scale(1, now)
+    return pool, now
+
+
+def test_worker_that_keeps_dying_is_restarted_with_a_cooldown(pools, monkeypatch):
+    monkeypatch.setattr(tuning, "RESTART_COOLDOWN", 5.0)
+    pool, now = dying_pool(pools, "crash")
     first = pool.processes[0].pid
     wait_for(lambda: reap(pool, now) == 1, timeout=5)
     pool.monitor(now + 1)
@@ -92,10 +99,7 @@ def test_worker_that_keeps_dying_is_restarted_with_a_cooldown(pools, monkeypatch
 def test_worker_that_dies_running_a_job_is_replaced_at_once(pools, monkeypatch):
     """A job that crashes its process costs that job a try, not the pool a restart cooldown."""
     monkeypatch.setattr(tuning, "RESTART_COOLDOWN", 5.0)
-    pool = ProcessPool(["default"], lambda queues: fork_child("crash-in-job"), stop_timeout=1)
-    pools.append(pool)
-    now = time.time()
-    pool.scale(1, now)
+    pool, now = dying_pool(pools, "crash-in-job")
     seen = {pool.processes[0].pid}
     for _ in range(3):  # each dies young, every time while running a job
         wait_for(lambda: reap(pool, now) == 1, timeout=5)
@@ -264,20 +268,27 @@ def test_while_redis_is_away_a_supervisor_still_replaces_dead_workers(caplog, pr
     assert "Traceback" not in caplog.text
 
 
+@contextlib.contextmanager
+def watched_master(hz, timeout: float):
+    """A master (not run: call its loop()) whose sd_notify messages arrive on the yielded socket."""
+    from supervisor.master import MasterSupervisor
+
+    name = f"@horizon-watchdog-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name[1:])
+        sock.settimeout(timeout)
+        notifier = Notifier({"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "1"})
+        yield sock, MasterSupervisor(hz, name="watched", notifier=notifier)
+
+
 def test_while_redis_is_away_the_master_still_pings_the_systemd_watchdog(caplog, prefix):
     """systemd would kill a master whose watchdog went silent: during a Redis outage, which a
     restart cannot fix, the master goes on supervising and pinging."""
     from horizon.context import reset
-    from supervisor.master import MasterSupervisor
 
     away = _unreachable_horizon(prefix)
-    name = f"@horizon-watchdog-{os.getpid()}"
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, caplog.at_level("WARNING"):
-            sock.bind("\0" + name[1:])
-            sock.settimeout(5)
-            notifier = Notifier({"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "1"})
-            master = MasterSupervisor(away, name="away", notifier=notifier)
+        with watched_master(away, timeout=5) as (sock, master), caplog.at_level("WARNING"):
             for _ in range(2):
                 master.loop()
                 assert sock.recv(1024) == b"WATCHDOG=1"
@@ -315,7 +326,6 @@ def test_while_redis_hangs_a_master_pass_stays_short_and_pings_the_watchdog(capl
     30 s socket timeout, one pass took 60 s."""
     from horizon.config import settings_from_dict
     from horizon.context import configure, reset
-    from supervisor.master import MasterSupervisor
 
     held: list[socket.socket] = []
     with socket.socket() as server:
@@ -325,13 +335,8 @@ def test_while_redis_hangs_a_master_pass_stays_short_and_pings_the_watchdog(capl
         accepting.start()
         url = f"redis://127.0.0.1:{server.getsockname()[1]}"
         hung = configure(settings_from_dict({"prefix": prefix, "redis": {"url": url}, "memory_limit": 100000}))
-        name = f"@horizon-hung-{os.getpid()}"
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, caplog.at_level("WARNING"):
-                sock.bind("\0" + name[1:])
-                sock.settimeout(15)
-                notifier = Notifier({"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "1"})
-                master = MasterSupervisor(hung, name="hung", notifier=notifier)
+            with watched_master(hung, timeout=15) as (sock, master), caplog.at_level("WARNING"):
                 threading.Thread(target=master.loop, daemon=True).start()
                 assert sock.recv(1024) == b"WATCHDOG=1"
         finally:
