@@ -84,9 +84,9 @@ CONTROL_TIMEOUT = 2.0  # seconds: the supervision loops' Redis calls are short, 
 
 
 def connect_control(settings: Settings) -> redis.Redis:
-    """A client for the supervision loops: connect and read time out after CONTROL_TIMEOUT, and a
-    refused or dropped connection is tried once more (a connection Redis closed when it
-    restarted), not ten times (the loop runs again within a second; see ``context.control``)."""
+    """A client for the supervision loops: connect and read time out after CONTROL_TIMEOUT, with no
+    retries (the loop runs again within a second; see ``context.control``). A connection Redis
+    closed when it restarted is replaced by the pool before it is used."""
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 

@@ -19,7 +19,8 @@ from horizon.worker import Worker, WorkerOptions, WorkerState
 from supervisor import children
 
 STATUSES = ("starting", "idle", "processing", "stopped")
-_LAYOUT = struct.Struct("<iqB255s")  # status index, jobs done, length and bytes of the running job's id
+_LAYOUT = struct.Struct("<iqB254s")  # status index, jobs done, length and bytes of the running job's id
+_UNKNOWN_JOB = 255  # the length byte of an id too long to hold: which job runs is unknown
 
 
 class SharedState:
@@ -33,14 +34,14 @@ class SharedState:
     def write(self, state: WorkerState) -> None:
         index = STATUSES.index(state.status) if state.status in STATUSES else 0
         job = state.job.encode()
-        if len(job) > 255:  # not an id horizon makes: unknown, the reservation's own rules apply
-            job = b""
-        _LAYOUT.pack_into(self.memory, 0, index, state.jobs, len(job), job)
+        length = len(job) if len(job) < _UNKNOWN_JOB else _UNKNOWN_JOB  # not an id horizon makes
+        _LAYOUT.pack_into(self.memory, 0, index, state.jobs, length, job if length < _UNKNOWN_JOB else b"")
 
-    def read(self) -> tuple[str, int, str]:
-        """(status, jobs done, id of the job running or '')."""
+    def read(self) -> tuple[str, int, str | None]:
+        """(status, jobs done, id of the job running: '' none, None unknown)."""
         index, jobs, length, job = _LAYOUT.unpack_from(self.memory, 0)
-        return STATUSES[index] if 0 <= index < len(STATUSES) else "starting", jobs, job[:length].decode()
+        running = None if length == _UNKNOWN_JOB else job[:length].decode()
+        return STATUSES[index] if 0 <= index < len(STATUSES) else "starting", jobs, running
 
     def close(self) -> None:
         self.memory.close()
@@ -56,7 +57,7 @@ class WorkerProcess:
     started_at: float = field(default_factory=time.time)
     stopping_since: float | None = None
     memory_mb: float = 0.0
-    last_state: tuple[str, int, str] | None = None  # read when it exited, before the mapping closed
+    last_state: tuple[str, int, str | None] | None = None  # read when it exited, before the mapping closed
 
     @property
     def queue(self) -> str:

@@ -74,6 +74,20 @@ def test_scaled_down_worker_that_outlives_its_timeout_is_killed(pools):
     assert pool.terminating == [] and victim not in [p.pid for p in pool.all()]
 
 
+def test_shared_state_carries_the_running_job_or_says_it_is_unknown():
+    shared = SharedState()
+    try:
+        assert shared.read() == ("starting", 0, "")
+        shared.write(WorkerState(status="processing", jobs=3, job="4741194c-b735-4339-9901-92a79073b42e"))
+        assert shared.read() == ("processing", 3, "4741194c-b735-4339-9901-92a79073b42e")
+        shared.write(WorkerState(status="processing", jobs=4, job="x" * 300))  # too long to hold
+        assert shared.read() == ("processing", 4, None)  # unknown: the supervisor counts as it used to
+        shared.write(WorkerState(status="idle", jobs=5))
+        assert shared.read() == ("idle", 5, "")
+    finally:
+        shared.close()
+
+
 def dying_pool(pools: list, behaviour: str) -> tuple[ProcessPool, float]:
     """A pool of one child that dies as ``behaviour`` says (see fork_child), scaled up now."""
     pool = ProcessPool(["default"], lambda queues: fork_child(behaviour), stop_timeout=1)
