@@ -36,6 +36,7 @@ TRACEBACK_LIMIT = 20000
 EXIT_OK = 0
 EXIT_RECYCLE = 0  # max_jobs / max_time / memory: the supervisor starts a fresh worker
 EXIT_HARD_TIMEOUT = 70
+EXIT_UNACKNOWLEDGED = 75  # told to stop while Redis was away: jobs left unacknowledged (EX_TEMPFAIL)
 
 
 class JobTimeout(Exception):
@@ -150,7 +151,7 @@ class Worker:
         self.stopping = True  # unstarted prefetched jobs go back with the acknowledgement
         try:
             self.acknowledge(want_next=False)
-        except Exception:
+        except (Exception, _Interrupt):  # Redis away, or a TERM meanwhile: the supervisor puts them back
             pass
         os._exit(EXIT_HARD_TIMEOUT)
 
@@ -178,7 +179,13 @@ class Worker:
                 self.done.append((self.job, "release", 0.0, ""))
                 log.info("stopped at once; job %s put back", self.job.id)
                 self.job = None
-        self.acknowledge(want_next=False)
+        held = len(self.done) + len(self.batch)
+        try:
+            self.acknowledge(want_next=False)
+        except _Interrupt:  # told to stop while Redis is away (see _retrying)
+            log.warning("stopping with %d job(s) unacknowledged: redis unavailable; they go back when "
+                        "their reservations end (or when the supervisor reaches Redis)", held)
+            return EXIT_UNACKNOWLEDGED
         self.report("stopped")
         return EXIT_OK
 
@@ -267,12 +274,16 @@ class Worker:
         if not self.done and not want_next:
             return False
         done, self.done = self.done, []
-        states, jobs, self.next_due = self._retrying(
-            lambda: self.hz.queue.finish_many(
-                done, self.queues if want_next else None, self.opts.prefetch, self.opts.name
-            ),
-            holding=[job for job, *_ in done] if want_next else None,
-        )
+        try:
+            states, jobs, self.next_due = self._retrying(
+                lambda: self.hz.queue.finish_many(
+                    done, self.queues if want_next else None, self.opts.prefetch, self.opts.name
+                ),
+                holding=[job for job, *_ in done] if want_next else None,
+            )
+        except _Interrupt:  # told to stop while Redis is away: still unacknowledged
+            self.done = done + self.done
+            raise
         self._log_stale(done, states)
         self.batch += jobs
         self._unacked_since = time.monotonic()
@@ -406,7 +417,7 @@ class Worker:
                     lost = False
                 return call()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if self.stopping and self.job is None:
+                if self.terms and self.job is None:  # told to stop (TERM): do not wait for Redis
                     raise _Interrupt() from exc
                 lost = lost or holding is not None
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
