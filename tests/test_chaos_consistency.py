@@ -1,6 +1,7 @@
 """A mixed workload under chaos, then every job's end state and the bookkeeping checked (SPEC §3, §7, §8).
 
-One `horizon start` (two supervisors, three queues, prefetch on one, a schedule every second)
+One `horizon start` (two supervisors, three queues, prefetch on one, workers recycled by
+max_jobs and max_time, a schedule every second)
 runs single, bulk, delayed, retried, failing and worker-killing jobs, batches with callbacks,
 continuations and idempotent dispatches into queues one of which is rate limited and one paused
 for a while, while a random worker is SIGKILLed every 300 ms, the master is SIGKILLed once and
@@ -79,8 +80,8 @@ def config_data(redis_url: str, prefix: str) -> dict:
         "queues": {"low": {"rate_limit": {"jobs": RATE_LIMIT, "per": 1}}},
         "defaults": {
             "s1": {"queue": ["high", "default"], "balance": "auto", "min_processes": 1, "max_processes": 3,
-                   "tries": 3, "timeout": 4, "prefetch": 16},
-            "s2": {"queue": ["low"], "balance": False, "max_processes": 2, "tries": 3, "timeout": 4},
+                   "tries": 3, "timeout": 4, "prefetch": 16, "max_jobs": 200},  # workers recycle too
+            "s2": {"queue": ["low"], "balance": False, "max_processes": 2, "tries": 3, "timeout": 4, "max_time": 5},
         },
     }
 
