@@ -415,10 +415,10 @@ def test_redis_restart_mid_run(own_redis, tmp_path, proc_env, prefix, capsys):
         procs.cleanup()
 
 
-def test_a_worker_recycling_while_redis_is_away_acknowledges_once_it_is_back(own_redis, tmp_path, proc_env, prefix):
-    """`horizon work --max-jobs 1` finishes its job while Redis is down: it waits for Redis to
-    acknowledge the job, then exits 0. Before, a stopping worker gave up on Redis at once: it
-    died with a traceback (exit 1) and left the job reserved until its window ended (here 2 min)."""
+@pytest.fixture
+def gated_worker(own_redis, tmp_path, proc_env, prefix):
+    """A job that holds its worker until the test lets it return (tests.gate, 2 min timeout) on
+    this test's own Redis; yields (start the worker, the job id, the gate path, hz)."""
     from tests import supervisor_jobs
 
     imports = ["tests.sample_jobs", "tests.supervisor_jobs"]
@@ -426,57 +426,56 @@ def test_a_worker_recycling_while_redis_is_away_acknowledges_once_it_is_back(own
     procs = Processes(dict(proc_env, HORIZON_TEST_REDIS=own_redis.url), write_config(tmp_path / "config.yaml", data))
     hz = configure(settings_from_dict(data, base_dir=str(ROOT)))
     gate = str(tmp_path / "gate")
-    try:
-        job_id = supervisor_jobs.gate.options(timeout=120).dispatch(gate)
-        worker = procs.horizon("work", "--max-jobs", "1", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def start(*args: str) -> subprocess.Popen:
+        worker = procs.horizon("work", *args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wait_for(lambda: os.path.exists(gate + ".started"), timeout=20, message="the job did not start")
-        port, folder = own_redis.port, own_redis.dir
-        own_redis.stop()
-        Path(gate + ".go").touch()  # the job returns; the worker, at max_jobs, acknowledges and stops
-        time.sleep(1.0)  # the outage itself (not synchronisation)
-        server = EmbeddedRedis(str(folder), port=port).start()
-        try:
-            code, log = worker.wait(timeout=30), worker.stderr.read()
-            assert code == 0, log[-3000:]
-            assert "Traceback" not in log
-            assert hz.redis.hget(hz.keys.job(job_id), "status") == "completed"
-        finally:
-            server.stop()
+        return worker
+
+    try:
+        yield start, supervisor_jobs.gate.options(timeout=120).dispatch(gate), gate, hz
     finally:
         hz.close()
         reset()
         procs.cleanup()
 
 
-def test_a_worker_told_to_stop_while_redis_is_away_exits_cleanly_without_waiting(own_redis, tmp_path, proc_env, prefix):
+def test_a_worker_recycling_while_redis_is_away_acknowledges_once_it_is_back(gated_worker, own_redis):
+    """`horizon work --max-jobs 1` finishes its job while Redis is down: it waits for Redis to
+    acknowledge the job, then exits 0. Before, a stopping worker gave up on Redis at once: it
+    died with a traceback (exit 1) and left the job reserved until its window ended (here 2 min)."""
+    start, job_id, gate, hz = gated_worker
+    worker = start("--max-jobs", "1")
+    port, folder = own_redis.port, own_redis.dir
+    own_redis.stop()
+    Path(gate + ".go").touch()  # the job returns; the worker, at max_jobs, acknowledges and stops
+    time.sleep(1.0)  # the outage itself (not synchronisation)
+    server = EmbeddedRedis(str(folder), port=port).start()
+    try:
+        code, log = worker.wait(timeout=30), worker.stderr.read()
+        assert code == 0, log[-3000:]
+        assert "Traceback" not in log
+        assert hz.redis.hget(hz.keys.job(job_id), "status") == "completed"
+    finally:
+        server.stop()
+
+
+def test_a_worker_told_to_stop_while_redis_is_away_exits_cleanly_without_waiting(gated_worker, own_redis):
     """SIGTERM to a worker that retries its acknowledgement while Redis is down: it does not wait
     for Redis. It exits 75 (EX_TEMPFAIL) with one warning naming the unacknowledged job, so a
     supervisor puts the job back once it reaches Redis. Before, the job was dropped from the
     worker's list and it exited 0, as if everything had been acknowledged."""
-    from tests import supervisor_jobs
-
-    imports = ["tests.sample_jobs", "tests.supervisor_jobs"]
-    data = {"prefix": prefix, "redis": {"url": own_redis.url}, "imports": imports}
-    procs = Processes(dict(proc_env, HORIZON_TEST_REDIS=own_redis.url), write_config(tmp_path / "config.yaml", data))
-    hz = configure(settings_from_dict(data, base_dir=str(ROOT)))
-    gate = str(tmp_path / "gate")
-    try:
-        supervisor_jobs.gate.options(timeout=120).dispatch(gate)
-        worker = procs.horizon("work", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        lines: list[str] = []
-        threading.Thread(target=lambda: lines.extend(worker.stderr), daemon=True).start()
-        wait_for(lambda: os.path.exists(gate + ".started"), timeout=20, message="the job did not start")
-        own_redis.stop()
-        Path(gate + ".go").touch()
-        wait_for(lambda: any("redis unavailable" in line for line in lines), timeout=20)
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=20) == 75
-        log = "".join(lines)
-        assert "stopping with 1 job(s) unacknowledged" in log and "Traceback" not in log
-    finally:
-        hz.close()
-        reset()
-        procs.cleanup()
+    start, _, gate, _ = gated_worker
+    worker = start()
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(worker.stderr), daemon=True).start()
+    own_redis.stop()
+    Path(gate + ".go").touch()
+    wait_for(lambda: any("redis unavailable" in line for line in lines), timeout=20)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 75
+    log = "".join(lines)
+    assert "stopping with 1 job(s) unacknowledged" in log and "Traceback" not in log
 
 
 # --- master chaos -----------------------------------------------------------------------------
