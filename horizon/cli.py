@@ -41,8 +41,11 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def connected(settings: Settings, *, import_jobs: bool = False) -> Any:
-    """Configure this process (optionally importing the job modules) or exit with a clear error."""
+def connected(settings: Settings, *, import_jobs: bool = False, wait: bool = False) -> Any:
+    """Configure this process (optionally importing the job modules) or exit with a clear error.
+    ``wait``: while Redis cannot be reached, wait for it instead (see :func:`wait_for_redis`)."""
+    import redis
+
     from horizon.bootstrap import ImportJobsError
     from horizon.bootstrap import import_jobs as do_import
     from horizon.connection import NoRedisError
@@ -52,7 +55,15 @@ def connected(settings: Settings, *, import_jobs: bool = False) -> Any:
         if import_jobs:
             do_import(settings)
         hz = configure(settings)
-        hz.redis.ping()
+        try:
+            hz.redis.ping()
+        except (redis.AuthenticationError, redis.exceptions.AuthorizationError):
+            raise  # waiting does not mend a wrong password
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if not wait:
+                raise
+            if not wait_for_redis(hz, exc):
+                sys.exit(0)  # stopped while waiting
         return hz
     except ImportJobsError as exc:
         fail(str(exc), EXIT_USAGE)
@@ -60,6 +71,38 @@ def connected(settings: Settings, *, import_jobs: bool = False) -> Any:
         fail(str(exc), EXIT_FAILURE)
     except Exception as exc:  # redis connection errors and the like
         fail(f"cannot reach redis: {exc}", EXIT_FAILURE)
+
+
+def wait_for_redis(hz: Any, first: Exception) -> bool:
+    """Ping until Redis answers, backing off from 0.5 to 5 s: a master started before its Redis
+    (at boot, or while it restarts) waits rather than exit, which under systemd would mean a
+    restart every few seconds until its start limit makes the unit fail for good. The master's
+    signals are held (``hold_signals``): a TERM or INT meanwhile ends the wait (False), others
+    are dropped. True once Redis answers."""
+    import logging
+    import signal
+
+    import redis
+
+    from supervisor.children import FORWARDED
+
+    log = logging.getLogger("horizon.cli")
+    delay, error = 0.5, first
+    while True:
+        log.warning("redis unreachable at start (%s); waiting for it, next try in %.1f s", error, delay)
+        received = signal.sigtimedwait(FORWARDED, delay)
+        if received is not None and received.si_signo in (signal.SIGTERM, signal.SIGINT):
+            log.info("stopped while waiting for redis")
+            return False
+        try:
+            hz.redis.ping()
+        except (redis.AuthenticationError, redis.exceptions.AuthorizationError):
+            raise
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            error, delay = exc, min(delay * 2, 5.0)
+            continue
+        log.warning("redis reachable; starting")
+        return True
 
 
 @click.group()
@@ -232,7 +275,7 @@ def start(settings: Settings) -> None:
     from supervisor.run import start_master
 
     setup_logging("master")
-    sys.exit(start_master(connected(settings, import_jobs=True), reexec=True))
+    sys.exit(start_master(connected(settings, import_jobs=True, wait=True), reexec=True))
 
 
 @main.command()

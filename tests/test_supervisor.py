@@ -459,3 +459,34 @@ def test_purge_forgets_dead_local_masters(hz, procs, env, config_file, config_da
     assert result.returncode == 0, result.stderr
     assert "forgot 2 dead record(s)" in result.stdout
     assert masters(hz) == {} and SupervisorRepository(hz).records() == []
+
+
+@pytest.mark.parametrize("then", ["redis comes up", "TERM"])
+def test_a_master_started_before_its_redis_waits_for_it(procs, env, config_file, config_data, tmp_path, prefix, then):
+    """`horizon start` while nothing listens on its Redis port (boot order, a Redis restart): it
+    waits with backoff instead of exiting 1, which under systemd meant a restart every 2 s until
+    the start limit failed the unit. Once Redis is up it runs; a TERM while it waits stops it (0)."""
+    from horizon.config import settings_from_dict
+    from horizon.context import Horizon
+    from horizon.embedded import EmbeddedRedis, free_port
+
+    port = free_port()
+    data = dict(config_data, redis={"url": f"redis://127.0.0.1:{port}"})
+    write_config(config_file, data, max_processes=1)
+    master = start(procs, env, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(master.stderr), daemon=True).start()
+    wait_for(lambda: any("redis unreachable at start" in line for line in lines), timeout=20,
+             message="the master did not wait for redis")
+    if then == "TERM":
+        master.send_signal(signal.SIGTERM)
+        assert master.wait(timeout=20) == 0
+        return
+    server = EmbeddedRedis(str(tmp_path / "late-redis"), port=port).start()
+    own = Horizon(settings_from_dict(dict(data, prefix=prefix)))
+    try:
+        wait_for(lambda: masters(own) and worker_pids(own), timeout=30, message="no master after redis came up")
+        assert stop(master) == 0
+    finally:
+        own.close()
+        server.stop()
