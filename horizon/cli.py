@@ -44,8 +44,6 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
 def connected(settings: Settings, *, import_jobs: bool = False, wait: bool = False) -> Any:
     """Configure this process (optionally importing the job modules) or exit with a clear error.
     ``wait``: while Redis cannot be reached, wait for it instead (see :func:`wait_for_redis`)."""
-    import redis
-
     from horizon.bootstrap import ImportJobsError
     from horizon.bootstrap import import_jobs as do_import
     from horizon.connection import NoRedisError
@@ -55,14 +53,11 @@ def connected(settings: Settings, *, import_jobs: bool = False, wait: bool = Fal
         if import_jobs:
             do_import(settings)
         hz = configure(settings)
-        try:
-            hz.redis.ping()
-        except (redis.AuthenticationError, redis.exceptions.AuthorizationError):
-            raise  # waiting does not mend a wrong password
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        unreachable = _ping(hz)
+        if unreachable is not None:
             if not wait:
-                raise
-            if not wait_for_redis(hz, exc):
+                raise unreachable
+            if not wait_for_redis(hz, unreachable):
                 sys.exit(0)  # stopped while waiting
         return hz
     except ImportJobsError as exc:
@@ -71,6 +66,20 @@ def connected(settings: Settings, *, import_jobs: bool = False, wait: bool = Fal
         fail(str(exc), EXIT_FAILURE)
     except Exception as exc:  # redis connection errors and the like
         fail(f"cannot reach redis: {exc}", EXIT_FAILURE)
+
+
+def _ping(hz: Any) -> Exception | None:
+    """None when Redis answers; the error when it cannot be reached (worth waiting for). A wrong
+    password or missing permission is raised: waiting does not mend it."""
+    import redis
+
+    try:
+        hz.redis.ping()
+    except (redis.AuthenticationError, redis.exceptions.AuthorizationError):
+        raise
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        return exc
+    return None
 
 
 def wait_for_redis(hz: Any, first: Exception) -> bool:
@@ -82,8 +91,6 @@ def wait_for_redis(hz: Any, first: Exception) -> bool:
     import logging
     import signal
 
-    import redis
-
     from supervisor.children import FORWARDED
 
     log = logging.getLogger("horizon.cli")
@@ -94,15 +101,11 @@ def wait_for_redis(hz: Any, first: Exception) -> bool:
         if received is not None and received.si_signo in (signal.SIGTERM, signal.SIGINT):
             log.info("stopped while waiting for redis")
             return False
-        try:
-            hz.redis.ping()
-        except (redis.AuthenticationError, redis.exceptions.AuthorizationError):
-            raise
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            error, delay = exc, min(delay * 2, 5.0)
-            continue
-        log.warning("redis reachable; starting")
-        return True
+        error = _ping(hz)
+        if error is None:
+            log.warning("redis reachable; starting")
+            return True
+        delay = min(delay * 2, 5.0)
 
 
 @click.group()

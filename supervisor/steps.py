@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import redis
 
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)  # BusyLoadingError (AOF loading) is a ConnectionError
 
 
 class LoopSteps:
