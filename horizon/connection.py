@@ -7,6 +7,7 @@ With no ``redis.url`` the embedded redis-server (started by ``horizon up``) writ
 from __future__ import annotations
 
 import os
+import re
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,54 @@ URL_FILE = "redis.url"
 
 class NoRedisError(RuntimeError):
     """No Redis URL is configured and no embedded server is running."""
+
+
+class WritesRefused(redis.ConnectionError):
+    """Redis answers but refuses writes for now, and wrote nothing of the refused call: it is out of
+    memory (``maxmemory`` reached with ``noeviction``), cannot persist (``MISCONF``), is a read-only
+    replica (``READONLY``, during a failover), lacks the replicas ``min-replicas-to-write`` asks
+    for, or is busy running a script past its time limit. A ConnectionError, like redis-py's
+    BusyLoadingError: callers that wait out a Redis restart wait this out too (a worker keeps the
+    jobs it ran and acknowledges them later, the API answers 503, the supervision loops log it once)."""
+
+    def __init__(self, reason: str, reply: str) -> None:
+        super().__init__(f"redis refuses writes: {reason}: {reply}")
+        self.reason, self.reply = reason, reply  # e.g. "out of memory (maxmemory reached)", Redis's text
+
+
+# Redis's error codes for the refusals above, as a command's reply starts with them or as a script
+# error quotes them (Redis 6.2: "Error running script ...: @user_script: 50: -OOM command not allowed ...").
+_REFUSAL = re.compile(r"(?:^|: -)(OOM|MISCONF|READONLY|NOREPLICAS|BUSY|MASTERDOWN) ")
+_REFUSAL_CLASSES = {
+    redis.exceptions.OutOfMemoryError: "OOM",
+    redis.exceptions.ReadOnlyError: "READONLY",
+    redis.exceptions.MasterDownError: "MASTERDOWN",
+}
+_REFUSAL_REASONS = {
+    "OOM": "out of memory (maxmemory reached)",
+    "MISCONF": "cannot persist to disk",
+    "READONLY": "a read-only replica",
+    "NOREPLICAS": "not enough replicas",
+    "BUSY": "busy running a script",
+    "MASTERDOWN": "its master is down",
+}
+
+
+def as_refusal(exc: BaseException) -> WritesRefused | None:
+    """``exc`` as a :class:`WritesRefused` when it is one of Redis's temporary refusals, else None."""
+    if isinstance(exc, WritesRefused):
+        return exc
+    if not isinstance(exc, redis.ResponseError):
+        return None
+    text = str(exc)
+    code = next((c for cls, c in _REFUSAL_CLASSES.items() if isinstance(exc, cls)), None)
+    if code is None:
+        match = _REFUSAL.search(text)
+        if match is None:
+            return None
+        code = match.group(1)
+        text = text[match.start(1):]
+    return WritesRefused(_REFUSAL_REASONS[code], text)
 
 
 def embedded_url_file(settings: Settings) -> Path:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from horizon.connection import as_refusal
 from horizon.keys import Keys, lua_builders
 
 try:  # hiredis is a dependency; without it redis-py packs (slower: a Python pass over every argument)
@@ -168,6 +169,13 @@ class _Lane(threading.local):
     pid: int = 0
 
 
+def _raise_if_refused(exc: Exception) -> None:
+    """Raise ``WritesRefused`` when the script error ``exc`` is a temporary refusal (see as_refusal)."""
+    refusal = as_refusal(exc)
+    if refusal is not None:
+        raise refusal from exc
+
+
 class Scripts:
     """The scripts registered on one Redis client for one prefix and settings.
 
@@ -227,7 +235,15 @@ class Scripts:
         self._lane.connection = None
 
     def call(self, name: str, *args: Any, client: Any = None) -> Any:
-        """Run script ``name`` with ``args`` after the shared head (on ``client`` if given)."""
+        """Run script ``name`` with ``args`` after the shared head (on ``client`` if given). A call
+        Redis refuses for now (out of memory, read-only...) raises ``WritesRefused``: it wrote nothing."""
+        try:
+            return self._call(name, args, client)
+        except redis.ResponseError as exc:
+            _raise_if_refused(exc)
+            raise
+
+    def _call(self, name: str, args: tuple[Any, ...], client: Any) -> Any:
         if client is not None:
             return self._scripts[name](keys=self._routing, args=self.args(*args), client=client)
         connection = self.connection()
@@ -272,6 +288,7 @@ class Scripts:
                 replies[i] = self._load_and_call(connection, name, sent[i])
         for reply in replies:
             if isinstance(reply, Exception):
+                _raise_if_refused(reply)
                 raise reply
         return replies
 
@@ -285,9 +302,13 @@ class Scripts:
         """The reply of a call written by :meth:`start` (NOSCRIPT: the script is loaded and run)."""
         connection, name, args = pending
         try:
-            return connection.read_response()
-        except redis.exceptions.NoScriptError:
-            return self._load_and_call(connection, name, args)
+            try:
+                return connection.read_response()
+            except redis.exceptions.NoScriptError:
+                return self._load_and_call(connection, name, args)
+        except redis.ResponseError as exc:
+            _raise_if_refused(exc)
+            raise
 
     def new_connection(self) -> Any:
         """A connection of the client's kind the caller owns (for :meth:`start`)."""
@@ -305,9 +326,13 @@ class Scripts:
             connection.disconnect()  # the script's reply is still unread
             raise
         try:
-            return first, connection.read_response()
-        except redis.exceptions.NoScriptError:
-            return first, self._load_and_call(connection, name, args)
+            try:
+                return first, connection.read_response()
+            except redis.exceptions.NoScriptError:
+                return first, self._load_and_call(connection, name, args)
+        except redis.ResponseError as exc:
+            _raise_if_refused(exc)
+            raise
 
     def _load_and_call(self, connection: Any, name: str, args: tuple[Any, ...]) -> Any:
         """The script cache was flushed (a Redis restart): load the script, then call it."""

@@ -23,6 +23,7 @@ import psutil
 import redis
 
 from horizon import jobs, payload
+from horizon.connection import WritesRefused
 from horizon.context import Horizon
 from horizon.queue import Reserved
 
@@ -32,6 +33,8 @@ IDLE_WAIT = 5.0  # longest block on Redis before looking around (parent alive, s
 MEMORY_CHECK_INTERVAL = 1.0
 ACK_DELAY = 0.05  # longest a finished prefetched job waits for its acknowledgement (seconds)
 TRACEBACK_LIMIT = 20000
+OUTAGE_LOG_INTERVAL = 60.0  # seconds between a worker's "redis unavailable" lines in one outage
+MAX_RETRY_DELAY = 5.0  # seconds: the longest wait between a worker's tries while Redis is away
 
 EXIT_OK = 0
 EXIT_RECYCLE = 0  # max_jobs / max_time / memory: the supervisor starts a fresh worker
@@ -232,6 +235,9 @@ class Worker:
         self.early = None
         try:
             states, jobs, self.next_due = self.hz.queue.finish_many_collect(pending)
+        except WritesRefused:  # the script did not run: acknowledged again, and it reserved nothing
+            self.done = done + self.done
+            return []
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("acknowledgement reply lost (%s); acknowledging again", exc)
             self._ack_connection.disconnect()
@@ -405,21 +411,33 @@ class Worker:
                 self.on_state(self.state)
 
     def _retrying(self, call: Callable[[], Any], holding: Sequence[Reserved] | None = None) -> Any:
-        """Run a Redis call, waiting out connection errors with backoff (Redis restarts). For a
+        """Run a Redis call, waiting out connection errors (a Redis restart) and refusals (out of
+        memory, read-only: WritesRefused) with backoff, logged once and then once a minute. For a
         call that reserves jobs, ``holding`` is what the worker holds meanwhile: the failed call
         may have run and reserved jobs whose reply was lost, so those are put back before the
         call is tried again (:meth:`_put_back_unheld`)."""
-        delay, lost = 0.1, False
+        delay, lost, since, logged = 0.1, False, time.monotonic(), 0.0
         while True:
             try:
                 if lost:
                     self._put_back_unheld(holding or ())
                     lost = False
-                return call()
+                result = call()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if self.terms and self.job is None:  # told to stop (TERM): do not wait for Redis
                     raise _Interrupt() from exc
-                lost = lost or holding is not None
-                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+                # a refused call wrote nothing; a lost connection may have run the call
+                lost = lost or (holding is not None and not isinstance(exc, WritesRefused))
+                now = time.monotonic()
+                if not logged:
+                    log.warning("redis unavailable (%s); retrying, backing off to %gs", exc, MAX_RETRY_DELAY)
+                    logged = now
+                elif now - logged >= OUTAGE_LOG_INTERVAL:  # once a minute after that
+                    log.warning("redis still unavailable after %.0fs (%s); retrying", now - since, exc)
+                    logged = now
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, MAX_RETRY_DELAY)
+            else:
+                if logged:
+                    log.warning("redis available again after %.1fs", time.monotonic() - since)
+                return result

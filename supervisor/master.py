@@ -22,7 +22,7 @@ from supervisor import children, tuning
 from supervisor.maintenance import Maintenance
 from supervisor.notify import Notifier
 from supervisor.signals import SignalQueue
-from supervisor.steps import LoopSteps
+from supervisor.steps import CALLED_REDIS, LoopSteps
 from supervisor.supervisor import run_supervisor
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class MasterSupervisor:
         step("reap", lambda: self.reap(now))
         step("monitor", lambda: self.monitor(now))
         step("memory", lambda: self.check_memory(now))
-        step("heartbeat", lambda: self.persist(now))
+        step("heartbeat", lambda: self.persist(now) and CALLED_REDIS)
         step("watchdog", self.notifier.watchdog)  # the master is alive even while Redis is not
 
     def finished(self) -> bool:
@@ -186,12 +186,14 @@ class MasterSupervisor:
             self.exit_code = EXIT_MEMORY
             self.terminate()
 
-    def persist(self, now: float | None = None, force: bool = False) -> None:
+    def persist(self, now: float | None = None, force: bool = False) -> bool:
+        """Write the heartbeat record when it is due (or ``force``); True when it was written."""
         now = time.time() if now is None else now
         if not self.working or (not force and now - self.last_heartbeat < tuning.HEARTBEAT_INTERVAL):
-            return
+            return False
         self.last_heartbeat = now
         self.masters.update(self.record(), ttl=tuning.RECORD_TTL)
+        return True
 
     def record(self) -> dict:
         return {

@@ -17,7 +17,7 @@ from supervisor import balancer, children, tuning
 from supervisor.pool import ProcessPool
 from supervisor.process import spawn_worker, worker_name
 from supervisor.signals import SignalQueue
-from supervisor.steps import LoopSteps
+from supervisor.steps import CALLED_REDIS, LoopSteps
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class Supervisor:
         step("balance", lambda: self.auto_scale(now))
         step("reap", lambda: self.reap(now))  # dead workers are replaced even while Redis is away
         step("monitor", lambda: self.monitor(now))
-        step("heartbeat", lambda: self.persist(now))
+        step("heartbeat", lambda: self.persist(now) and CALLED_REDIS)
 
     def finished(self) -> bool:
         return not self.working and not any(p.all() for p in self.pools)
@@ -181,10 +181,11 @@ class Supervisor:
         for pool in self.pools:
             pool.monitor(now)
 
-    def persist(self, now: float | None = None, force: bool = False) -> None:
+    def persist(self, now: float | None = None, force: bool = False) -> bool:
+        """Write the heartbeat record when it is due (or ``force``); True when it was written."""
         now = time.time() if now is None else now
         if not force and now - self.last_heartbeat < tuning.HEARTBEAT_INTERVAL:
-            return
+            return False
         self.last_heartbeat = now
         if now - self.last_measure >= tuning.MEMORY_INTERVAL:
             self.last_measure = now
@@ -192,6 +193,7 @@ class Supervisor:
                 for proc in pool.processes:
                     proc.measure()
         self.records.update(self.record(), ttl=tuning.RECORD_TTL)
+        return True
 
     def record(self) -> dict:
         connection = self.options.connection

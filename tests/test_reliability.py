@@ -478,6 +478,84 @@ def test_a_worker_told_to_stop_while_redis_is_away_exits_cleanly_without_waiting
     assert "stopping with 1 job(s) unacknowledged" in log and "Traceback" not in log
 
 
+def test_redis_out_of_memory_mid_run(own_redis, tmp_path, proc_env, prefix, capsys):
+    """Redis reaches maxmemory (noeviction) while both workers of a real `horizon start` run a job:
+    every write is refused, so is their acknowledgement. The master, its supervisor and the workers
+    ride it out (same pids) and each loop says so once, with no traceback; a dispatch raises
+    WritesRefused and the API answers 503, naming the cause. Once memory is freed, both jobs are
+    acknowledged and the pool goes on. Before, each worker died with a traceback on its refused
+    acknowledgement (exit 1) and the supervision loops logged a traceback per pass."""
+    from horizon.connection import WritesRefused
+    from tests import supervisor_jobs
+    from web import create_app
+
+    imports = ["tests.sample_jobs", "tests.supervisor_jobs"]
+    data = fast_config({"prefix": prefix, "redis": {"url": own_redis.url}, "imports": imports})
+    env = dict(proc_env, HORIZON_TEST_REDIS=own_redis.url)
+    procs = Processes(env, write_config(tmp_path / "config.yaml", data))
+    old = os.environ.get("HORIZON_TEST_REDIS")
+    os.environ["HORIZON_TEST_REDIS"] = own_redis.url
+    hz = configure(settings_from_dict(data, base_dir=str(ROOT)))
+    client = redis.Redis.from_url(own_redis.url, decode_responses=True)
+    log_path = tmp_path / "master.log"
+    gates = [str(tmp_path / f"gate{i}") for i in range(2)]
+
+    def logged(owner: str) -> int:
+        return sum(owner in line and "redis refuses writes" in line for line in log_path.read_text().splitlines())
+
+    try:
+        with log_path.open("w") as log_file:
+            master = procs.horizon("start", stdout=log_file, stderr=subprocess.STDOUT)
+        wait_for(lambda: len(descendants(master.pid)) >= 3, timeout=30, message="no supervisor and 2 workers")
+        tree = {p.pid for p in descendants(master.pid)}
+        held = [supervisor_jobs.gate.dispatch(gate) for gate in gates]
+        wait_for(lambda: all(os.path.exists(g + ".started") for g in gates), timeout=30, message="jobs not started")
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory", str(max(used - 2**20, 2**20)))  # well below: every write refused
+        refused_at = time.monotonic()
+        try:
+            for gate in gates:
+                Path(gate + ".go").touch()  # both jobs return; their acknowledgements are refused
+            wait_for(lambda: logged("horizon.worker") >= 2 and logged("supervisor.supervisor") >= 1
+                     and logged("supervisor.master") >= 1, timeout=30, message="the refusal was not logged")
+            with pytest.raises(WritesRefused, match="out of memory"):
+                sample_jobs.noop.dispatch()
+            response = create_app(hz.settings, hz).test_client().post("/horizon/api/jobs", json={"name": "tests.noop"})
+            assert response.status_code == 503, response.get_data(as_text=True)
+            assert response.get_json()["error"]["message"] == (
+                "redis refuses writes: out of memory (maxmemory reached); retry shortly")
+            assert statuses(hz, held) == {"reserved": 2}  # run, not yet acknowledged
+            time.sleep(2.0)  # the refusal goes on for a few loop passes (not synchronisation)
+        finally:
+            client.config_set("maxmemory", "0")
+        freed_at = time.monotonic()
+        wait_for(lambda: statuses(hz, held) == {"completed": 2}, timeout=30, message="jobs not acknowledged")
+        acknowledged = time.monotonic() - freed_at
+        key = f"{prefix}:after"
+        after = sample_jobs.record.dispatch_many([((key, i), {}) for i in range(200)])
+        wait_for(lambda: statuses(hz, after) == {"completed": 200}, timeout=30, message="pool stopped working")
+        tree_after = {p.pid for p in descendants(master.pid)}
+        log = log_path.read_text()
+        report(capsys, "redis-oom", refused_s=round(freed_at - refused_at, 2), acknowledged_s=round(acknowledged, 2),
+               jobs_after=200, master_tree_restarts=len(tree_after - tree),
+               refusal_lines={o: logged(o) for o in ("horizon.worker", "supervisor.supervisor", "supervisor.master")})
+        assert master.poll() is None and tree_after == tree, log[-3000:]  # nothing died or was replaced
+        assert "Traceback" not in log, log[-3000:]
+        assert logged("supervisor.master") == 1 and logged("supervisor.supervisor") == 1  # once, not per pass
+        assert logged("horizon.worker") == 2 and log.count("redis available again") == 2  # once per worker
+        assert sorted(int(v) for v in executions(client, key)) == list(range(200))
+    finally:
+        client.config_set("maxmemory", "0")
+        client.close()
+        hz.close()
+        reset()
+        if old is None:
+            os.environ.pop("HORIZON_TEST_REDIS", None)
+        else:
+            os.environ["HORIZON_TEST_REDIS"] = old
+        procs.cleanup()
+
+
 # --- master chaos -----------------------------------------------------------------------------
 def test_master_chaos_new_master_recovers_everything(hz, procs, redis_client, prefix, capsys):
     """SIGKILL the master mid-run: its descendants exit within seconds; a new master finishes every job."""

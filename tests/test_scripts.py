@@ -230,3 +230,81 @@ def test_every_script_that_stamps_writes_its_last_stamp() -> None:
     for name in stamping:
         body = (resources.files("horizon") / "lua" / f"{name}.lua").read_text()
         assert "flush_clock()" in body or "push_jobs(" in body, f"{name} stamps without flush_clock()"
+
+
+
+def test_calls_redis_refuses_for_now_raise_writes_refused_naming_the_cause(tmp_path) -> None:
+    """A read-only replica (a failed-over master: REPLICAOF a server that is gone), maxmemory (OOM)
+    and a script running past lua-time-limit (BUSY): script calls and direct commands alike come
+    out as WritesRefused, a ConnectionError the worker and the loops wait out, and the refused call
+    wrote nothing. Other script errors stay what they were."""
+    import threading
+    import time
+
+    from horizon.config import settings_from_dict
+    from horizon.connection import WritesRefused, as_refusal
+    from horizon.context import Horizon
+    from horizon.embedded import EmbeddedRedis, free_port
+    from horizon.queue import JobNotFound
+
+    def push() -> list[str]:
+        return hz.queue.push([JobSpec(name="tests.noop", queue="default", payload='{"args":[],"kwargs":{}}')])
+
+    server = EmbeddedRedis(str(tmp_path / "redis")).start()
+    hz = Horizon(settings_from_dict({"prefix": "refusals", "redis": {"url": server.url}}))
+    admin = redis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        admin.replicaof("127.0.0.1", free_port())  # a replica of a master that is gone: read-only
+        try:
+            with pytest.raises(WritesRefused, match="a read-only replica") as refused:
+                push()
+            assert isinstance(refused.value, redis.ConnectionError)
+            with pytest.raises(redis.ResponseError) as direct:
+                hz.redis.set("x", 1)
+            assert as_refusal(direct.value).reason == "a read-only replica"
+        finally:
+            admin.replicaof("NO", "ONE")
+        assert admin.dbsize() == 0
+
+        admin.config_set("maxmemory", "1")
+        try:
+            with pytest.raises(WritesRefused, match=r"out of memory \(maxmemory reached\)"):
+                push()
+        finally:
+            admin.config_set("maxmemory", "0")
+        assert admin.dbsize() == 0
+
+        admin.config_set("lua-time-limit", "50")
+        spinner = redis.Redis.from_url(server.url)
+        busy = threading.Thread(target=_swallow, args=(spinner.eval, "while true do end", 0))
+        busy.start()
+        try:
+            deadline = time.monotonic() + 10
+            while True:  # polls until the spinning script passes lua-time-limit and Redis answers BUSY
+                try:
+                    admin.ping()
+                except redis.ResponseError as exc:
+                    assert as_refusal(exc).reason == "busy running a script"
+                    break
+                assert time.monotonic() < deadline, "no BUSY reply"
+            with pytest.raises(WritesRefused, match="busy running a script"):
+                push()
+        finally:
+            admin.script_kill()
+            busy.join(10)
+            spinner.close()
+
+        assert push() and admin.llen(hz.keys.queue("default")) == 1  # accepted again
+        with pytest.raises(JobNotFound):  # a script's own error is not a refusal
+            hz.queue.retry("no-such-job")
+    finally:
+        admin.close()
+        hz.close()
+        server.stop()
+
+
+def _swallow(call, *args) -> None:
+    try:
+        call(*args)
+    except redis.RedisError:
+        pass

@@ -12,6 +12,8 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from horizon.connection import as_refusal
+
 log = logging.getLogger("horizon.web")
 
 CODES = {
@@ -78,8 +80,19 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 def _unavailable(exc: Exception) -> Response:
+    refusal = as_refusal(exc)
+    if refusal is not None:  # Redis answers but refuses writes (out of memory, read-only...)
+        log.warning("%s", refusal)
+        return envelope(503, f"redis refuses writes: {refusal.reason}; retry shortly")
     log.warning("redis unavailable: %s", exc)
     return envelope(503, "redis is unavailable; retry shortly")
+
+
+def _response_error(exc: redis.ResponseError) -> Response:
+    """A Redis error reply: a temporary refusal of writes is 503, anything else a bug (500)."""
+    if as_refusal(exc) is not None:
+        return _unavailable(exc)
+    return _internal(exc)
 
 
 def _internal(exc: Exception) -> Response:
@@ -92,4 +105,5 @@ def register(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(redis.ConnectionError, _unavailable)
     app.register_error_handler(redis.TimeoutError, _unavailable)
+    app.register_error_handler(redis.ResponseError, _response_error)
     app.register_error_handler(Exception, _internal)
