@@ -45,6 +45,9 @@ _REFUSAL_CLASSES = {
     redis.exceptions.ReadOnlyError: "READONLY",
     redis.exceptions.MasterDownError: "MASTERDOWN",
 }
+# What a caller answers "retry shortly" to, by class: Redis away or hanging, or refusing writes
+# (script calls raise WritesRefused; direct commands redis-py's own classes; as_refusal sees the rest).
+UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, *_REFUSAL_CLASSES)
 _REFUSAL_REASONS = {
     "OOM": "out of memory (maxmemory reached)",
     "MISCONF": "cannot persist to disk",

@@ -221,6 +221,18 @@ def test_session_expires(server: Server, rpc: Client) -> None:
 
 
 # --- framing and error codes ---------------------------------------------------------------------
+def test_a_call_redis_refuses_for_now_answers_retry_shortly(rpc: Client, redis_client) -> None:
+    """Redis out of memory refuses session.create's SET: the reply is -32002 "retry shortly" (no
+    traceback), as for a Redis that is away; once memory is freed the same call succeeds."""
+    redis_client.config_set("maxmemory", "1")
+    try:
+        error = rpc.error("session.create", {"token": TOKEN})
+    finally:
+        redis_client.config_set("maxmemory", "0")
+    assert error["code"] == -32002 and "retry shortly" in error["message"], error
+    assert rpc.login()
+
+
 def test_each_error_code_and_malformed_frames(server: Server, session: Client) -> None:
     rpc = session
     parse = rpc.raw("{not json")

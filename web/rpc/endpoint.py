@@ -11,11 +11,11 @@ import logging
 import threading
 from typing import Any
 
-import redis
 from flask import current_app, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
+from horizon.connection import UNAVAILABLE
 from web.rpc import jq_history, jq_jobs, jq_queues, session, subscriptions
 from web.rpc.protocol import Dispatcher
 from web.rpc.session import Connection
@@ -27,7 +27,7 @@ PING_INTERVAL = 25  # seconds between websocket pings on an idle connection
 
 
 def build_dispatcher() -> Dispatcher:
-    dispatcher = Dispatcher(unavailable=(redis.ConnectionError, redis.TimeoutError))
+    dispatcher = Dispatcher(unavailable=UNAVAILABLE)
     for module in (session, jq_queues, jq_jobs, jq_history, subscriptions):
         module.register(dispatcher)
     return dispatcher
