@@ -269,8 +269,20 @@ def schedule_run(settings: Settings, interval: float) -> None:
 
 @main.command()
 @common
-def start(settings: Settings) -> None:
+@click.option("--check", is_flag=True,
+              help="only check the configuration and import the job modules, then exit (0 ok, 2 an error)")
+def start(settings: Settings, check: bool) -> None:
     """Run the master supervisor in the foreground (for systemd)."""
+    if check:  # what a reload runs before it stops anything (supervisor/reload.py)
+        from horizon.bootstrap import ImportJobsError, import_jobs
+
+        try:
+            import_jobs(settings)
+        except ImportJobsError as exc:
+            fail(str(exc), EXIT_USAGE)
+        supervisors = settings.supervisors
+        click.echo(f"horizon: configuration ok ({len(supervisors)} supervisor(s) in {settings.environment})")
+        return
     from supervisor.children import hold_signals
 
     hold_signals()  # a HUP or TERM during the imports below waits for the master's handlers

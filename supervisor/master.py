@@ -21,6 +21,7 @@ from horizon.repositories.supervisors import CommandQueue, MasterRepository, Sup
 from supervisor import children, tuning
 from supervisor.maintenance import Maintenance
 from supervisor.notify import Notifier
+from supervisor.reload import ReloadCheck, command_line
 from supervisor.signals import SignalQueue
 from supervisor.steps import CALLED_REDIS, LoopSteps
 from supervisor.supervisor import run_supervisor
@@ -74,6 +75,7 @@ class MasterSupervisor:
         self.last_heartbeat = 0.0
         self.last_memory_check = 0.0
         self.deadline: float | None = None
+        self.reload_check: ReloadCheck | None = None  # a reload waiting for its check (see restart)
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> int:
@@ -107,7 +109,7 @@ class MasterSupervisor:
         if not self.restarting:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, children.FORWARDED)
             return
-        argv = [sys.executable, *sys.orig_argv[1:]]
+        argv = command_line()
         log.info("restarting: exec %s", " ".join(argv))
         sys.stdout.flush()
         sys.stderr.flush()
@@ -118,6 +120,7 @@ class MasterSupervisor:
         step = self.steps.run
         step("signals", self.handle_signals)
         step("commands", self.handle_commands, always_calls_redis=True)
+        step("reload", self.finish_reload)
         step("reap", lambda: self.reap(now))
         step("monitor", lambda: self.monitor(now))
         step("memory", lambda: self.check_memory(now))
@@ -235,15 +238,35 @@ class MasterSupervisor:
             self.persist(force=True)
 
     def restart(self) -> None:
-        """Fresh workers: the supervisors replace theirs, or (reexec) the whole master is run again."""
+        """Fresh workers: the supervisors replace theirs, or (reexec) the whole master is run again,
+        once a check in a child says the new run can start (supervisor/reload.py)."""
         if not self.working:
             return
-        if self.reexec:
-            self.notifier.send("RELOADING=1")
-            self.restarting = True
-            self.terminate(notify=False)
-        else:
+        if not self.reexec:
             self._signal_supervisors(SIGNALS["restart"])
+        elif self.reload_check is not None:
+            log.info("reload: a check of the configuration is already running")
+        else:
+            log.info("reload: checking the configuration and job modules before stopping anything")
+            self.reload_check = ReloadCheck.start(time.monotonic())
+
+    def finish_reload(self) -> None:
+        """The reload's check has ended: run again if it passed, else go on as before and say why."""
+        check = self.reload_check
+        result = check.result(time.monotonic()) if check is not None else None
+        if result is None:
+            return
+        self.reload_check = None
+        passed, output = result
+        if not self.working:
+            return
+        if not passed:
+            log.error("reload refused: the new configuration or job modules cannot start; the master goes on "
+                      "with its running ones. The check said:\n%s", output)
+            return
+        self.notifier.send("RELOADING=1")
+        self.restarting = True
+        self.terminate(notify=False)
 
     def terminate(self, notify: bool = True) -> None:
         if not self.working:
@@ -254,6 +277,9 @@ class MasterSupervisor:
             return
         if notify:
             self.notifier.stopping()
+        if self.reload_check is not None:  # stopping: no reload to check any more
+            self.reload_check.cancel()
+            self.reload_check = None
         self.working = False
         self.status = "terminating"
         self.masters.forget(self.name)

@@ -396,6 +396,48 @@ def test_hup_restarts_the_master_with_fresh_workers(hz, procs, env, config_file,
     assert stop(master) == 0
 
 
+@pytest.mark.parametrize(
+    ("breakage", "error"),
+    [
+        ("yaml", "invalid YAML at line"),
+        ("value", "defaults.supervisor-1.max_processes: expected an integer >= 1, got 'lots'"),
+        ("module", "imports: cannot import 'tests_reload_broken': invalid syntax"),
+    ],
+)
+def test_a_reload_whose_new_configuration_cannot_start_keeps_the_master_running(
+    hz, procs, env, config_file, config_data, tmp_path, breakage, error
+):
+    """A reload (SIGHUP) after config.yaml or a job module was broken: the master checks the new
+    run in a child first, logs why it cannot start and goes on with the same workers. Before, it
+    stopped every worker, ran again and exited 2, leaving the host without workers. Once the
+    configuration is mended, a reload runs again as usual."""
+    write_config(config_file, config_data, max_processes=1)
+    env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{env['PYTHONPATH']}"
+    master, until = start_logged(procs, env, hz)
+    before = worker_pids(hz)
+    good = config_file.read_text()
+    if breakage == "yaml":
+        config_file.write_text(good + "\nimports: [unclosed\n")
+    elif breakage == "value":
+        config_file.write_text(good.replace("max_processes: 1", "max_processes: lots"))
+    else:
+        (tmp_path / "tests_reload_broken.py").write_text("def job(:\n")
+        data = yaml.safe_load(good)
+        data["imports"].append("tests_reload_broken")
+        config_file.write_text(yaml.safe_dump(data))
+    master.send_signal(signal.SIGHUP)
+    until("reload refused")
+    until(error)  # the check's own message, in the master's log
+    assert master.poll() is None and worker_pids(hz) == before  # the same workers go on
+    job_id = sample_jobs.noop.dispatch()
+    wait_for(lambda: hz.redis.hget(hz.keys.job(job_id), "status") == "completed", timeout=10)
+    config_file.write_text(good)
+    master.send_signal(signal.SIGHUP)
+    until("restarting: exec")
+    wait_for(lambda: worker_pids(hz) and worker_pids(hz).isdisjoint(before), timeout=20, message="no fresh workers")
+    assert stop(master) == 0
+
+
 def test_dead_supervisor_is_restarted_and_its_workers_exit(hz, procs, env, config_file, config_data):
     write_config(config_file, config_data, max_processes=1)
     master = start(procs, env)
@@ -416,6 +458,20 @@ def test_master_over_memory_limit_exits_12_and_takes_its_children(hz, procs, env
     with pytest.raises(ProcessLookupError):
         os.killpg(master.pid, 0)
     assert masters(hz) == {}
+
+
+def test_start_check_validates_without_starting_anything(procs, config_file, config_data, hz):
+    """`horizon start --check` (what a reload runs first) loads the configuration and imports the
+    job modules, then exits: 0 and a summary, or 2 and the error. It needs no Redis and starts no
+    process: no master is recorded."""
+    write_config(config_file, config_data, max_processes=1)
+    ok = procs.run("start", "--check")
+    assert ok.returncode == 0 and ok.stderr == "", ok.stderr
+    assert ok.stdout.strip() == "horizon: configuration ok (1 supervisor(s) in production)"
+    config_file.write_text(config_file.read_text().replace("tests.supervisor_jobs", "tests.no_such_module"))
+    bad = procs.run("start", "--check")
+    assert bad.returncode == 2 and "imports: cannot import 'tests.no_such_module'" in bad.stderr
+    assert "Traceback" not in bad.stderr and masters(hz) == {}
 
 
 def test_up_reports_an_embedded_redis_error_in_one_line(procs, config_file, tmp_path):
