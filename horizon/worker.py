@@ -368,8 +368,11 @@ class Worker:
             return "failed_final", exception_detail(exc), self._elapsed(start)
         except _Interrupt:
             raise
-        except Exception as exc:
-            log.info("job %s (%s) attempt %d failed: %s", job.id, job.name, job.attempts, exc)
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # sys.exit() or KeyboardInterrupt raised by the job's code fails the attempt like any
+            # exception (the worker's own stops arrive as _Interrupt): before, it ended the worker,
+            # and the attempt was charged as a lost worker without its cause
+            log.info("job %s (%s) attempt %d failed: %r", job.id, job.name, job.attempts, exc)
             return "failed", exception_detail(exc), self._elapsed(start)
         return "completed", self._output(result), self._elapsed(start)
 

@@ -155,8 +155,8 @@ class Supervisor:
             for proc in pool.all():
                 if (code := children.reap(proc.pid)) is not None:
                     pool.exited(proc.pid, code, now)
-                    if code != 0:
-                        running = proc.last_state[2] if proc.last_state else None
+                    running = proc.last_state[2] if proc.last_state else None
+                    if code != 0 or running:  # exit 0 mid-job: a job's os._exit(0), not a recycle
                         self.recover(proc.pid, proc.queues, code, running)
 
     def recover(self, pid: int, queues: list[str], code: int, running: str | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import redis
@@ -54,6 +55,24 @@ def report_progress(key: str) -> None:
 def crash(key: str) -> None:
     _r().rpush(key, os.getpid())
     os._exit(9)
+
+
+@job(name="tests.exit")
+def exit_(code: int) -> None:
+    """Ends the way a script does: sys.exit(code) raises SystemExit."""
+    sys.exit(code)
+
+
+@job(name="tests.interrupt")
+def interrupt() -> None:
+    raise KeyboardInterrupt()
+
+
+@job(name="tests.quit")
+def quit_(key: str) -> None:
+    """Ends its worker process with status 0, mid-job (os._exit skips every handler)."""
+    _r().rpush(key, os.getpid())
+    os._exit(0)
 
 
 @job(name="tests.noop")

@@ -320,6 +320,28 @@ def test_unknown_job_name_fails_that_job_and_worker_goes_on(hz, procs, redis_cli
     redis_client.delete("after-unknown")
 
 
+def test_a_job_that_calls_sys_exit_or_raises_keyboard_interrupt_fails_and_the_worker_goes_on(hz, procs):
+    """SystemExit and KeyboardInterrupt raised by a job's code are the job's failure, with their
+    class and traceback; the worker runs the next job. Before, they ended the worker (exit 3, or 1
+    with a traceback) or, for sys.exit(0), left the job reserved until its window ended."""
+    failing = {
+        sample_jobs.exit_.dispatch(3): ("SystemExit", "3"),
+        sample_jobs.exit_.dispatch(0): ("SystemExit", "0"),
+        sample_jobs.interrupt.dispatch(): ("KeyboardInterrupt", ""),
+    }
+    good = sample_jobs.noop.dispatch()
+    result = procs.run("work", "--stop-when-empty")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    for job_id, (cls, message) in failing.items():
+        h = job_hash(hz, job_id)
+        assert (h["status"], h["attempts"]) == ("failed", "1"), h
+        exception = json.loads(h["exception"])
+        assert (exception["class"], exception["message"]) == (cls, message)
+        assert "sample_jobs.py" in exception["traceback"]
+    assert job_hash(hz, good)["status"] == "completed"
+
+
 def test_term_lets_the_running_job_finish(hz, procs, redis_client):
     key = f"term-{time.time()}"
     job_id = sample_jobs.sleep.dispatch(key, 1.0)

@@ -276,6 +276,28 @@ def test_poison_jobs_under_a_real_supervisor_cost_tries_not_restart_cooldowns(
     assert set(runs) == {str(i) for i in range(400)}
 
 
+def test_a_job_that_ends_its_worker_with_status_0_is_put_back_at_once(hz, procs, redis_client, prefix, capsys):
+    """A job that calls os._exit(0) ends its worker as a clean recycle would. The supervisor knows
+    from the worker's shared state that a job was running, so it puts the job back at once, counting
+    the try: after its 2 tries it fails with WorkerLost in about a second. Before, an exit 0 was
+    taken as a clean exit and the job stayed reserved until its 60 s window ended, each time."""
+    key = f"{prefix}:quit"
+    job_id = sample_jobs.quit_.options(tries=2, timeout=60).dispatch(key)
+    master = procs.horizon("start", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    start = time.monotonic()
+    wait_for(lambda: redis_client.hget(hz.keys.job(job_id), "status") == "failed", timeout=20, interval=0.1,
+             message="the job did not fail within 20 s (its 60 s window would put it back)")
+    failed_after = time.monotonic() - start
+    after = sample_jobs.noop.dispatch()
+    wait_for(lambda: redis_client.hget(hz.keys.job(after), "status") == "completed", timeout=20)
+    master.terminate()
+    assert master.wait(timeout=30) == 0
+    h = redis_client.hgetall(hz.keys.job(job_id))
+    report(capsys, "exit-0-mid-job", runs=redis_client.llen(key), failed_after_s=round(failed_after, 2))
+    assert (h["attempts"], json.loads(h["exception"])["class"]) == ("2", "WorkerLost")
+    assert redis_client.llen(key) == 2  # each try ran once
+
+
 def test_jobs_prefetched_with_a_poison_job_never_lose_a_try_to_it(hz, procs, redis_client, prefix, capsys, config_data):
     """`horizon start`, one worker with prefetch 16: three jobs that kill their worker sit at the
     head of the queue, so each death takes down a batch of jobs with one try each. The supervisor
