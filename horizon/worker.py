@@ -32,7 +32,10 @@ log = logging.getLogger(__name__)
 IDLE_WAIT = 5.0  # longest block on Redis before looking around (parent alive, stop requested)
 MEMORY_CHECK_INTERVAL = 1.0
 ACK_DELAY = 0.05  # longest a finished prefetched job waits for its acknowledgement (seconds)
-TRACEBACK_LIMIT = 20000
+TRACEBACK_LIMIT = 20000  # characters of a failed attempt's traceback kept (its end)
+MESSAGE_LIMIT = 10000  # characters of its exception's message kept (its start)
+OUTPUT_LIMIT = 20000  # characters of a completed job's JSON result kept
+LOG_MESSAGE_LIMIT = 500  # characters of an exception's message in a log line
 OUTAGE_LOG_INTERVAL = 60.0  # seconds between a worker's "redis unavailable" lines in one outage
 MAX_RETRY_DELAY = 5.0  # seconds: the longest wait between a worker's tries while Redis is away
 
@@ -62,12 +65,35 @@ def progress(value: float) -> bool:
     return bool(_progress_sink(_running.id, value))
 
 
-def exception_detail(exc: BaseException) -> str:
-    """The exception JSON kept on a failed attempt: class, message and traceback."""
+def _text(convert: Callable[[Any], str], value: Any) -> str:
+    """``str(value)`` or ``repr(value)`` of a job's object, which may raise: never raises itself."""
+    try:
+        return convert(value)
+    except Exception:
+        return f"<{type(value).__name__} object: its {convert.__name__}() failed>"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters in all)"
+
+
+def _class_name(exc: BaseException) -> str:
     cls = type(exc)
-    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    text = "".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:]
-    return json.dumps({"class": name, "message": str(exc), "traceback": text})
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def exception_detail(exc: BaseException) -> str:
+    """The exception JSON kept on a failed attempt: class, message and traceback, each bounded. A
+    job's exception may be anything (a message of many megabytes, a __str__ that raises): what is
+    kept is clipped, and building it never raises."""
+    text = "".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:]  # (it stands in for a str() that fails)
+    message = _clip(_text(str, exc), MESSAGE_LIMIT)
+    return json.dumps({"class": _class_name(exc), "message": message, "traceback": text})
+
+
+def describe(exc: BaseException) -> str:
+    """A job's exception in one short line, for the log."""
+    return f"{_class_name(exc)}: {_clip(_text(str, exc), LOG_MESSAGE_LIMIT)}"
 
 
 @dataclass(kw_only=True)
@@ -364,7 +390,7 @@ class Worker:
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
         except (jobs.UnknownJob, jobs.FailForGood) as exc:
-            log.error("job %s: %s", job.id, exc)
+            log.error("job %s: %s", job.id, describe(exc))
             return "failed_final", exception_detail(exc), self._elapsed(start)
         except _Interrupt:
             raise
@@ -372,7 +398,7 @@ class Worker:
             # sys.exit() or KeyboardInterrupt raised by the job's code fails the attempt like any
             # exception (the worker's own stops arrive as _Interrupt): before, it ended the worker,
             # and the attempt was charged as a lost worker without its cause
-            log.info("job %s (%s) attempt %d failed: %r", job.id, job.name, job.attempts, exc)
+            log.info("job %s (%s) attempt %d failed: %s", job.id, job.name, job.attempts, describe(exc))
             return "failed", exception_detail(exc), self._elapsed(start)
         return "completed", self._output(result), self._elapsed(start)
 
@@ -382,12 +408,15 @@ class Worker:
 
     @staticmethod
     def _output(result: Any) -> str:
+        """A completed job's result as JSON: the value itself, else its repr() as a JSON string;
+        over OUTPUT_LIMIT, a JSON string of its start. Never raises (a job's object may)."""
         if result is None:
             return ""
         try:
-            return json.dumps(result)[:TRACEBACK_LIMIT]
-        except (TypeError, ValueError):
-            return json.dumps(repr(result)[:TRACEBACK_LIMIT])
+            text = json.dumps(result)
+        except Exception:  # not JSON (TypeError), circular (ValueError), or its own code raised
+            return json.dumps(_clip(_text(repr, result), OUTPUT_LIMIT))
+        return text if len(text) <= OUTPUT_LIMIT else json.dumps(_clip(text, OUTPUT_LIMIT))
 
     def should_recycle(self) -> bool:
         """max_jobs, max_time or memory reached: finish here and let a fresh worker take over."""

@@ -75,6 +75,37 @@ def quit_(key: str) -> None:
     os._exit(0)
 
 
+class Unprintable(Exception):
+    """An exception whose str() and repr() raise (a job's objects may do anything)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class _NoRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+@job(name="tests.unprintable")
+def unprintable() -> None:
+    raise Unprintable()
+
+
+@job(name="tests.huge_error")
+def huge_error(size: int) -> None:
+    raise ValueError("x" * size)
+
+
+@job(name="tests.odd_result")
+def odd_result(kind: str) -> object:
+    """Returns what JSON cannot hold whole: an object whose repr() raises, or a long string."""
+    return _NoRepr() if kind == "no-repr" else "y" * 100_000
+
+
 @job(name="tests.noop")
 def noop() -> None:
     return None

@@ -342,6 +342,42 @@ def test_a_job_that_calls_sys_exit_or_raises_keyboard_interrupt_fails_and_the_wo
     assert job_hash(hz, good)["status"] == "completed"
 
 
+def test_what_a_job_raises_or_returns_is_kept_bounded_and_never_stops_the_worker(hz, procs):
+    """An exception whose str() and repr() raise, a 5 MB exception message, a result whose repr()
+    raises and a 100,000-character result: each job's record says what happened, within bounds, as
+    valid JSON, and the worker runs the next job. Before, the first and third crashed the worker
+    (exit 1; the attempt charged as a lost worker), and the message was kept and logged whole."""
+    from horizon.worker import MESSAGE_LIMIT, OUTPUT_LIMIT
+
+    unprintable = sample_jobs.unprintable.dispatch()
+    huge = sample_jobs.huge_error.dispatch(5_000_000)
+    no_repr = sample_jobs.odd_result.dispatch("no-repr")
+    long_result = sample_jobs.odd_result.dispatch("long")
+    good = sample_jobs.noop.dispatch()
+    result = procs.run("work", "--stop-when-empty")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert len(result.stderr) < 10_000  # the log names the huge message, it does not hold it
+
+    h = job_hash(hz, unprintable)
+    exception = json.loads(h["exception"])
+    assert (h["status"], exception["class"]) == ("failed", "tests.sample_jobs.Unprintable")
+    assert exception["message"] == "<Unprintable object: its str() failed>"
+    assert "raise Unprintable()" in exception["traceback"]
+
+    h = job_hash(hz, huge)
+    message = json.loads(h["exception"])["message"]
+    assert h["status"] == "failed" and len(h["exception"]) < 40_000
+    assert message == "x" * MESSAGE_LIMIT + "… (5000000 characters in all)"
+
+    assert (job_hash(hz, no_repr)["status"], json.loads(job_hash(hz, no_repr)["output"])) == (
+        "completed", "<_NoRepr object: its repr() failed>")
+    h = job_hash(hz, long_result)
+    output = json.loads(h["output"])
+    assert h["status"] == "completed" and output.startswith('"yyy') and len(output) < OUTPUT_LIMIT + 100
+    assert output.endswith("… (100002 characters in all)")
+    assert job_hash(hz, good)["status"] == "completed"
+
+
 def test_term_lets_the_running_job_finish(hz, procs, redis_client):
     key = f"term-{time.time()}"
     job_id = sample_jobs.sleep.dispatch(key, 1.0)
