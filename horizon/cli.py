@@ -143,9 +143,15 @@ def work(
 
     setup_logging(name or f"worker-{os.getpid()}")
     hz = connected(settings, import_jobs=True)
+    from horizon.keys import QueueNameError, check_queue_name
+
     names = [q.strip() for q in queues.split(",") if q.strip()]
     if not names:
         fail("--queue names no queue", EXIT_USAGE)
+    try:
+        names = [check_queue_name(q) for q in names]
+    except QueueNameError as exc:
+        fail(f"--queue: {exc}", EXIT_USAGE)
     options = WorkerOptions(
         queues=names,
         max_jobs=max_jobs,
@@ -196,7 +202,10 @@ def dispatch(
         definition = jobs.lookup(name)
     except jobs.UnknownJob as exc:
         fail(str(exc), EXIT_USAGE)
-    bound = definition.options(queue=queue, delay=delay, tries=tries, timeout=timeout, tags=tags)
+    try:
+        bound = definition.options(queue=queue, delay=delay, tries=tries, timeout=timeout, tags=tags)
+    except ValueError as exc:  # QueueNameError
+        fail(f"--queue: {exc}", EXIT_USAGE)
     job_id = hz.queue.push([bound.spec(args, kwargs, hz)])[0]
     click.echo(job_id)
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from horizon.keys import QUEUE_NAME_RULE, QueueNameError, check_queue_name, is_queue_name
+
 # After a timeout, the longest a job that ignores it may run on before its worker exits (seconds);
 # less when the reservation margin is short (Settings.timeout_grace).
 TIMEOUT_GRACE = 5.0
@@ -438,14 +440,12 @@ def _no_duplicates(ctx: _Ctx, values: Sequence[str], path: str, what: str) -> No
         seen.add(value)
 
 
-_NAME_RE = re.compile(r"[^\s,{}]+")
-
 
 def _queue_name(ctx: _Ctx, value: Any, path: str) -> str:
-    expected = "expected a queue name (a non-empty string without whitespace, ',', '{' or '}')"
-    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
-        raise ctx.error(path, expected, value)
-    return str(value)
+    try:
+        return str(check_queue_name(value))
+    except QueueNameError:
+        raise ctx.error(path, f"expected a queue name ({QUEUE_NAME_RULE})", value) from None
 
 
 def _queues(ctx: _Ctx, value: Any, path: str) -> tuple[str, ...]:
@@ -800,7 +800,7 @@ def _waits(ctx: _Ctx, value: Any) -> dict[str, float]:
         path = _join("waits", key)
         full = key if ":" in key else f"redis:{key}"
         connection, _, queue = full.partition(":")
-        if not connection or not _NAME_RE.fullmatch(queue):
+        if not connection or not is_queue_name(queue):
             raise ctx.error(path, 'expected a key "connection:queue" or "queue"', key)
         waits[full] = _number(ctx, item, path, minimum=0)
     return waits

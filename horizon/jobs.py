@@ -19,6 +19,7 @@ from typing import Any
 
 from horizon import payload
 from horizon.context import current
+from horizon.keys import check_queue_name
 from horizon.queue import JobSpec, new_job_ids
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class JobDefinition:
         backoff: float | Sequence[float] | None,
         tags: Callable[..., Iterable[str]] | Sequence[str] | None,
     ) -> None:
-        self.fn, self.name, self.queue = fn, name, queue
+        self.fn, self.name, self.queue = fn, name, None if queue is None else check_queue_name(queue)
         self.tries, self.timeout, self.backoff = tries, timeout, _backoff(backoff)
         self.tags = tags
         self.__doc__, self.__wrapped__ = fn.__doc__, fn
@@ -144,6 +145,8 @@ class BoundJob:
     """A job with per-call options: ``fn.options(queue="x", delay=5).dispatch(...)``."""
 
     def __init__(self, definition: JobDefinition, options: DispatchOptions) -> None:
+        if options.queue is not None:
+            check_queue_name(options.queue)  # QueueNameError before anything is written
         self.definition, self.opts = definition, options
         self._fields: tuple[Any, tuple[Any, ...]] | None = None  # (horizon, push fields), see fields()
 

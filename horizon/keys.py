@@ -99,6 +99,28 @@ SCHEMA: dict[str, str] = {
 
 _FIELD = re.compile(r"\{(\w+)\}")
 
+MAX_QUEUE_NAME = 100
+_QUEUE_NAME = re.compile(rf"[^\s,/:{{}}]{{1,{MAX_QUEUE_NAME}}}")
+QUEUE_NAME_RULE = f"1 to {MAX_QUEUE_NAME} characters, none of them whitespace, ',', '/', ':', '{{' or '}}'"
+
+
+class QueueNameError(ValueError):
+    """A queue name horizon cannot serve (see :func:`check_queue_name`)."""
+
+
+def is_queue_name(name: object) -> bool:
+    return isinstance(name, str) and _QUEUE_NAME.fullmatch(name) is not None
+
+
+def check_queue_name(name: object) -> str:
+    """``name`` if it can name a queue, else QueueNameError. Queue names end up in keys, in lists
+    and in URLs: a ':' would let queue 'a:delayed' write into queue a's delayed set (a script
+    stopped half-way by WRONGTYPE), a ',' could not be named in the config's or the CLI's
+    comma-separated lists, a '/' in an API path, '{' or '}' would end the keys' hash tag."""
+    if is_queue_name(name):
+        return name  # type: ignore[return-value]
+    raise QueueNameError(f"invalid queue name {name!r}: a queue name is {QUEUE_NAME_RULE}")
+
 
 @dataclass(frozen=True)
 class Keys:

@@ -25,6 +25,16 @@ def test_queue_list_and_detail(hz, client):  # noqa: F811
     assert_error(client.post(f"{API}/queues/nope/drain"), 404, "NOT_FOUND")
 
 
+def test_a_queue_name_no_worker_could_serve_is_a_400(hz, client):  # noqa: F811
+    """The same rule as dispatch (horizon.keys.check_queue_name) for the routes that take a name a
+    queue may not have yet: pausing ahead of its jobs, and creating a job on it."""
+    message = assert_error(client.post(f"{API}/queues/a:delayed/pause"), 400, "BAD_REQUEST")
+    assert message.startswith("invalid queue name 'a:delayed': a queue name is 1 to 100 characters")
+    response = client.post(f"{API}/jobs", json={"name": "tests.noop", "queue": "a b"})
+    assert assert_error(response, 400, "BAD_REQUEST").startswith("invalid queue name 'a b'")
+    assert hz.redis.smembers(hz.keys.paused()) == set() and hz.redis.smembers(hz.keys.queues()) == set()
+
+
 def test_pause_is_honoured_by_workers_then_resume(hz, client, procs, redis_client):  # noqa: F811
     key = f"{hz.settings.prefix}-paused"
     ids = [sample_jobs.record.dispatch(key, i) for i in range(2)]

@@ -277,6 +277,15 @@ BAD_CASES: list[tuple[str, str, str, str, str]] = [
         "queue name",
     ),
     ("queue-duplicate", "defaults: {s: {queue: [a, a]}}", "production", "defaults.s.queue[1]", "duplicate queue name"),
+    (
+        "queue-colon",  # queue 'a:delayed' would share keys with queue a's delayed set
+        "defaults: {s: {queue: ['a:delayed']}}",
+        "production",
+        "defaults.s.queue[0]",
+        "expected a queue name (1 to 100 characters, none of them whitespace, ',', '/', ':', '{' or '}')",
+    ),
+    ("queue-slash", "queues: {'a/b': {rate_limit: {jobs: 1, per: 1}}}", "production", "queues.a/b", "queue name"),
+    ("queue-too-long", f"defaults: {{s: {{queue: [{'q' * 101}]}}}}", "production", "defaults.s.queue[0]", "queue name"),
     ("trim-zero", "trim: {recent: 0}", "production", "trim.recent", "expected an integer >= 1, got 0"),
     ("trim-unknown", "trim: {forever: 1}", "production", "trim.forever", "unknown key; expected one of: recent"),
     (

@@ -37,6 +37,33 @@ def test_non_json_argument_rejected_and_nothing_written(hz, redis_client, prefix
     assert list(redis_client.scan_iter(match=f"{{{prefix}}}:*")) == []
 
 
+@pytest.mark.parametrize("queue", ["q:delayed", "", "a b", "a,b", "a/b", "{q}", "q" * 101, 7])
+def test_a_queue_name_no_worker_could_serve_is_refused_and_nothing_written(hz, redis_client, prefix, queue):
+    """Queue names are checked where they enter (the job decorator, options(), the config, the
+    API, the CLI): 1 to 100 characters without whitespace, ',', '/', ':', '{' or '}'. Before, any
+    string went: '' quietly meant 'default', 'a,b' could not be named in a worker's --queue list,
+    'a/b' had no API route, and 'q:delayed' ran its push script into queue q's delayed set, which
+    stopped it half-way (WRONGTYPE) and left a job pending in no queue."""
+    from horizon import job
+    from horizon.keys import QueueNameError
+
+    sample_jobs.noop.options(queue="q", delay=60).dispatch()  # queue q's delayed set exists
+    written = set(redis_client.scan_iter(match=f"{{{prefix}}}:*"))
+    with pytest.raises(QueueNameError, match="invalid queue name"):
+        sample_jobs.noop.options(queue=queue).dispatch()
+    with pytest.raises(QueueNameError):
+        sample_jobs.noop.options(queue=queue).dispatch_many([((), {})])
+    with pytest.raises(QueueNameError):
+        job(name="tests.bad_queue", queue=queue)(lambda: None)
+    assert set(redis_client.scan_iter(match=f"{{{prefix}}}:*")) == written
+
+
+def test_cli_refuses_queue_names_no_worker_could_serve(procs):
+    for argv in (["work", "--queue", "a,b:c"], ["dispatch", "tests.noop", "--queue", "a/b"]):
+        result = procs.run(*argv)
+        assert result.returncode == 2 and "invalid queue name" in result.stderr, (argv, result.stderr)
+
+
 def test_plain_dispatch_writes_what_a_dispatch_with_options_writes(hz, config_data):
     """A plain dispatch reuses the fields it worked out for the configuration: the same record as
     the general path, and a new configuration's defaults as soon as it is configured."""

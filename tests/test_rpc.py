@@ -292,6 +292,8 @@ def test_queue_methods(session: Client) -> None:
     assert rpc.error("jq.add_queue", {"name": name})["code"] == -32602  # exists
     assert rpc.error("jq.add_queue", {"name": "x", "priority": "extreme"})["code"] == -32602
     assert rpc.error("jq.add_queue", {"name": ""})["code"] == -32602
+    colon = rpc.error("jq.add_queue", {"name": "feeds:delayed"})  # would share keys with queue feeds
+    assert colon["code"] == -32602 and "invalid queue name 'feeds:delayed'" in colon["message"]
     for ident in (name, {"name": name}, qid, {"id": qid}):
         assert rpc.call("jq.has_queue", {"queue": ident}) is True
     assert rpc.call("jq.has_queue", {"queue": "no-such-queue"}) is False

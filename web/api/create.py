@@ -16,6 +16,7 @@ from typing import Any
 
 from horizon import jobs, payload
 from horizon.config import Settings
+from horizon.keys import QueueNameError
 from horizon.queue import JobSpec
 from web import params
 from web.errors import ApiError, bad_request, unprocessable
@@ -183,6 +184,6 @@ def parse(data: dict[str, Any], header_key: str | None, settings: Settings, hz: 
             )
             spec = holder.options(**options).spec([], type_spec or {}, hz)
             spec = replace(spec, extra={"type": data["type"]})
-    except payload.PayloadError as exc:
+    except (payload.PayloadError, QueueNameError) as exc:
         raise bad_request(str(exc)) from None
     return CreateRequest(spec=spec, idempotency_key=key, body_hash=body_hash(data), after=after)

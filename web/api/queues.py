@@ -11,13 +11,12 @@ from typing import Any
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
+from horizon.keys import QueueNameError, check_queue_name
 from web import params
 from web.errors import bad_request, not_found
 from web.services import services
 
 bp = Blueprint("api_queues", __name__)
-
-MAX_NAME = 100
 
 
 def _detail(name: str) -> dict[str, Any]:
@@ -48,8 +47,10 @@ def show(name: str) -> dict[str, Any]:
 
 @bp.post("/queues/<name>/pause")
 def pause(name: str) -> ResponseReturnValue:
-    if len(name) > MAX_NAME:
-        raise bad_request(f"queue names are at most {MAX_NAME} characters")
+    try:
+        check_queue_name(name)  # a queue may be paused before it has jobs: only a name it could have
+    except QueueNameError as exc:
+        raise bad_request(str(exc)) from None
     params.only(params.body(), set())
     return _answer(name, int(services().queues.pause(name)))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from horizon.keys import QueueNameError, check_queue_name
 from horizon.repositories.queue_meta import QueueMetaError, QueueMetaRepository
 from horizon.repositories.queues import QueueRepository
 from web.rpc.protocol import INVALID_PARAMS, Dispatcher, RpcError, invalid_params
@@ -50,9 +51,11 @@ def our_name(name: str) -> str:
 
 
 def check_name(value: Any, what: str = "name") -> str:
-    if not isinstance(value, str) or not 0 < len(value) < 256:
-        raise invalid_params(f"{what} must be a string of 1 to 255 characters")
-    return our_name(value)
+    """A queue's name as horizon knows it (the rule of horizon.keys.check_queue_name)."""
+    try:
+        return our_name(check_queue_name(value))
+    except QueueNameError as exc:
+        raise invalid_params(f"{what}: {exc}") from None
 
 
 def check_priority(value: Any) -> str:
