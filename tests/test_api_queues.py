@@ -131,6 +131,22 @@ def test_sse_last_event_id_beyond_64_bits_is_a_bad_request(hz, client):  # noqa:
     assert [e["event"] for e in read_events(client, "/events", {"Last-Event-ID": "0"})] == ["job:pending"]
 
 
+def test_an_event_stream_gives_back_its_slot_however_it_ends(hz, app):  # noqa: F811
+    """With one slot: a second stream is refused (503, Retry-After) while the first is open; the
+    slot is free again after a stream ran to its lifetime, and after one closed before its first
+    byte was read."""
+    app.config["HORIZON_MAX_STREAMS"] = 1
+    web = app.test_client()
+    first = web.get(API + "/events", buffered=False)
+    assert first.status_code == 200
+    refused = web.get(API + "/events")
+    assert assert_error(refused, 503, "UNAVAILABLE").startswith("this server process already serves 1 event streams")
+    assert refused.headers["Retry-After"] == "5"
+    first.close()  # closed unread
+    assert read_events(web, "/events") == []  # admitted; runs to its lifetime (0.5 s) and ends
+    assert read_events(web, "/events") == []  # and again
+
+
 def test_sse_delivers_live_events(hz, app):  # noqa: F811
     app.config["HORIZON_SSE_LIFETIME"] = 3.0
     got: list[list[dict]] = []

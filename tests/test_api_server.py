@@ -58,3 +58,37 @@ def test_gunicorn_serves_the_api_and_retry_by_curl(hz, procs):
     assert status == 404 and error["error"]["code"] == "NOT_FOUND"
     status, spec = curl(f"{base}/openapi.json")
     assert status == 200 and spec["openapi"].startswith("3.1")
+
+
+def test_event_streams_cannot_take_every_server_thread(procs):
+    """Each event stream holds a gunicorn thread for up to its lifetime (300 s). A process admits
+    web.streams.MAX_STREAMS of them and answers one more 503 with Retry-After (the dashboard polls
+    meanwhile), so API requests still find a thread. Before, ten dashboard tabs on a 2-worker
+    server left `GET stats` waiting for minutes."""
+    from web.streams import MAX_STREAMS, RETRY_AFTER, THREADS
+
+    assert MAX_STREAMS < THREADS
+    host_port = f"127.0.0.1:{free_port()}"
+    base = f"http://{host_port}/horizon/api"
+    procs.horizon("web", "--bind", host_port, "--workers", "1")
+    wait_for(lambda: curl(f"{base}/stats")[0] == 200, timeout=20, interval=0.1)
+    host, port = host_port.split(":")
+    streams = []
+    try:
+        for _ in range(MAX_STREAMS):
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall(b"GET /horizon/api/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200"), "a stream under the limit was refused"
+            streams.append(sock)
+        request = urllib.request.Request(f"{base}/events", headers={"Accept": "text/event-stream"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 503 and refused.value.headers["Retry-After"] == str(RETRY_AFTER)
+        body = json.loads(refused.value.read())
+        assert body["error"]["code"] == "UNAVAILABLE" and f"already serves {MAX_STREAMS} event streams" in (
+            body["error"]["message"])
+        status, stats = curl(f"{base}/stats")  # 10 s at most, as curl -m 10 would
+        assert status == 200 and "jobsPerMinute" in stats
+    finally:
+        for sock in streams:
+            sock.close()

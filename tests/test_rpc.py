@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,6 +232,40 @@ def test_a_call_redis_refuses_for_now_answers_retry_shortly(rpc: Client, redis_c
         redis_client.config_set("maxmemory", "0")
     assert error["code"] == -32002 and "retry shortly" in error["message"], error
     assert rpc.login()
+
+
+def test_websockets_cannot_take_every_server_thread(server: Server) -> None:
+    """A websocket holds a gunicorn thread while it is open. With web.streams.MAX_STREAMS open on
+    the (one-process) server, one more is closed at once with 1013 "try again later", and plain
+    HTTP requests are still served; once one closes, a new connection is admitted again."""
+    from websockets.exceptions import ConnectionClosed
+
+    from web.streams import MAX_STREAMS
+
+    held = [Client(server.url) for _ in range(MAX_STREAMS)]
+    try:
+        for client in held:  # each one answered: each holds its thread
+            assert client.call("session.version")
+        with connect(server.url, open_timeout=5) as extra:
+            with pytest.raises(ConnectionClosed) as closed:
+                extra.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        stats = urllib.request.Request(server.base + "/api/stats", headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(stats, timeout=10) as response:
+            assert response.status == 200
+    finally:
+        for client in held:
+            client.close()
+    wait_for(lambda: _answers(server.url), timeout=10, message="no slot came free after the connections closed")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with connect(url, open_timeout=2) as ws:
+            ws.send('{"id":1,"method":"session.version"}')
+            return "result" in json.loads(ws.recv(timeout=2))
+    except Exception:
+        return False
 
 
 def test_each_error_code_and_malformed_frames(server: Server, session: Client) -> None:

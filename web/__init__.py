@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 
 from horizon.config import Settings, load_config, settings_from_dict
-from web import access, errors, exposition
+from web import access, errors, exposition, streams
 from web.services import Services
 
 if TYPE_CHECKING:
@@ -67,9 +67,11 @@ def create_app(
     app.config.update(
         HORIZON_SSE_HEARTBEAT=SSE_HEARTBEAT,
         HORIZON_SSE_LIFETIME=SSE_LIFETIME,
+        HORIZON_MAX_STREAMS=streams.MAX_STREAMS,
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
     app.extensions["horizon"] = Services(hz, settings)
+    app.extensions["horizon_streams"] = streams.StreamSlots()
     base = "" if mounted else settings.web.path.rstrip("/")
     errors.register(app)
     access.register(app)

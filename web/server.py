@@ -14,10 +14,9 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from horizon.config import Settings
+from web.streams import THREADS  # per gunicorn worker: SSE streams and websockets hold one each (bounded)
 
 log = logging.getLogger("horizon.web")
-
-THREADS = 8  # per gunicorn worker: SSE streams hold one thread each for at most their lifetime
 
 
 class BindRefused(ValueError):

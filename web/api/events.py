@@ -5,7 +5,8 @@ Each event is ``id: <stream id>``, ``event: <name>``, ``data: <JSON>``. A client
 proxies from closing an idle stream, and each connection ends after a bounded lifetime (the
 client reconnects and resumes) so a server thread is never pinned forever. A stream whose Redis
 goes away ends the same way, not with an exception in the server: the client's reconnection
-then gets the JSON 503 until Redis is back.
+then gets the JSON 503 until Redis is back. A process serves a bounded number of streams at once
+(web/streams.py); one more is answered 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import redis
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
 from horizon.repositories.events import EventRepository
-from web.errors import bad_request
+from web import streams
+from web.errors import bad_request, envelope
 from web.services import services
 
 bp = Blueprint("api_events", __name__)
@@ -62,30 +64,49 @@ def _wanted(fields: dict[str, str], queue: str | None) -> bool:
 def _stream(queue: str | None) -> Response:
     repo = EventRepository(services().hz)
     last = _start_id(repo)
+    slots = streams.slots()
+    if not slots.acquire(streams.limit()):
+        response = envelope(503, f"this server process already serves {streams.limit()} event streams; retry in "
+                            f"{streams.RETRY_AFTER} s (or poll the API meanwhile)")
+        response.headers["Retry-After"] = str(streams.RETRY_AFTER)
+        return response
     heartbeat = float(current_app.config["HORIZON_SSE_HEARTBEAT"])
     lifetime = float(current_app.config["HORIZON_SSE_LIFETIME"])
 
+    released = False
+
+    def release() -> None:  # once: when the stream ends, or when the server closes it (even unstarted)
+        nonlocal released
+        if not released:
+            released = True
+            slots.release()
+
     def generate() -> Iterator[str]:
         nonlocal last
-        yield f"retry: {RETRY_MS}\n: connected\n\n"
-        deadline = time.monotonic() + lifetime
-        while (left := deadline - time.monotonic()) > 0:
-            block = int(max(min(heartbeat, left), 0.001) * 1000)
-            try:
-                entries = repo.read(last, block)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning("event stream ended: redis unavailable (%s); the client resumes from %s", exc, last)
-                return
-            if not entries:
-                yield ": heartbeat\n\n"
-                continue
-            for entry_id, fields in entries:
-                last = entry_id
-                if _wanted(fields, queue):
-                    yield _format(entry_id, fields)
+        try:
+            yield f"retry: {RETRY_MS}\n: connected\n\n"
+            deadline = time.monotonic() + lifetime
+            while (left := deadline - time.monotonic()) > 0:
+                block = int(max(min(heartbeat, left), 0.001) * 1000)
+                try:
+                    entries = repo.read(last, block)
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    log.warning("event stream ended: redis unavailable (%s); the client resumes from %s", exc, last)
+                    return
+                if not entries:
+                    yield ": heartbeat\n\n"
+                    continue
+                for entry_id, fields in entries:
+                    last = entry_id
+                    if _wanted(fields, queue):
+                        yield _format(entry_id, fields)
+        finally:
+            release()
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return Response(stream_with_context(generate()), mimetype="text/event-stream", headers=headers)
+    response = Response(stream_with_context(generate()), mimetype="text/event-stream", headers=headers)
+    response.call_on_close(release)
+    return response
 
 
 @bp.get("/events")

@@ -16,6 +16,7 @@ from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
 from horizon.connection import UNAVAILABLE
+from web import streams
 from web.rpc import jq_history, jq_jobs, jq_queues, session, subscriptions
 from web.rpc.protocol import Dispatcher
 from web.rpc.session import Connection
@@ -24,6 +25,7 @@ log = logging.getLogger("horizon.rpc")
 
 MAX_MESSAGE = 1024 * 1024  # bytes per frame; larger frames close the socket with 1009
 PING_INTERVAL = 25  # seconds between websocket pings on an idle connection
+TRY_AGAIN_LATER = 1013  # websocket close code (RFC 6455 registry)
 
 
 def build_dispatcher() -> Dispatcher:
@@ -67,4 +69,11 @@ def register(sock: Sock, bp: Any) -> None:
     @sock.route("/rpc", bp=bp)
     def rpc(ws: Any) -> None:
         services = current_app.extensions["horizon"]
-        converse(ws, Connection(services.hz, remote=request.remote_addr or "-"))
+        slots = streams.slots()
+        if not slots.acquire(streams.limit()):  # every thread for long-lived connections is taken
+            ws.close(reason=TRY_AGAIN_LATER, message="server busy: too many long-lived connections; retry shortly")
+            return
+        try:
+            converse(ws, Connection(services.hz, remote=request.remote_addr or "-"))
+        finally:
+            slots.release()
