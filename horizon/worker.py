@@ -116,6 +116,10 @@ class WorkerState:
     status: str = "starting"
     jobs: int = 0
     job: str = ""  # id of the job running, '' between jobs
+    # time.monotonic() by which the running job is over, even if it ignored its timeout and the hard
+    # timeout failed too (SIGALRM blocked or taken over by the job's code): past it, the supervisor
+    # kills the worker, still before the job's reservation deadline; 0 between jobs
+    kill_at: float = 0.0
     started_at: float = field(default_factory=time.time)
 
 
@@ -132,6 +136,9 @@ class Worker:
         self.queues = list(options.queues)
         # the hard timeout comes before the reservation deadline (see Settings.timeout_grace)
         self.grace = hz.settings.timeout_grace if options.timeout_grace is None else options.timeout_grace
+        # after its timeout a job gets the grace (then the hard timeout), and is put back at the
+        # margin: the supervisor's kill comes halfway between the two
+        self.kill_after = (self.grace + max(hz.settings.reservation_margin, self.grace)) / 2
         self.state = WorkerState()
         self.on_state = on_state
         self.stopping = False
@@ -367,11 +374,12 @@ class Worker:
         global _running
         self.job, _running = job, job
         self.state.status, self.state.job = "processing", job.id
+        self.state.kill_at = time.monotonic() + job.timeout + self.kill_after
         if self.on_state:  # the supervisor learns which job runs (if this process dies, that try counts)
             self.on_state(self.state)
         outcome, detail, runtime_ms = self.perform(job)
         self.state.jobs += 1
-        self.state.job = ""
+        self.state.job, self.state.kill_at = "", 0.0
         if self.on_state:
             self.on_state(self.state)
         self.job, _running = None, None

@@ -71,6 +71,13 @@ class ProcessPool:
             if proc.stopping_since is not None and now - proc.stopping_since > self.stop_timeout:
                 log.warning("worker %s outlived its timeout; killing it", proc.pid)
                 proc.kill()
+        clock = time.monotonic()
+        for proc in (*self.processes, *self.terminating):
+            kill_at = proc.shared.kill_at()
+            if kill_at and clock > kill_at:  # its own hard timeout did not stop it (SIGALRM blocked or replaced)
+                log.warning("worker %s: job %s ran past its timeout and hard timeout; killing the worker "
+                            "before the job's reservation ends", proc.pid, proc.shared.read()[2])
+                proc.kill()
         self._fit(now)
 
     def exited(self, pid: int, code: int, now: float | None = None) -> bool:

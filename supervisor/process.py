@@ -19,7 +19,8 @@ from horizon.worker import Worker, WorkerOptions, WorkerState
 from supervisor import children
 
 STATUSES = ("starting", "idle", "processing", "stopped")
-_LAYOUT = struct.Struct("<iqB254s")  # status index, jobs done, length and bytes of the running job's id
+# status index, jobs done, the running job's kill deadline (time.monotonic(), 0 none), length and bytes of its id
+_LAYOUT = struct.Struct("<iqdB254s")
 _UNKNOWN_JOB = 255  # the length byte of an id too long to hold: which job runs is unknown
 
 
@@ -35,13 +36,18 @@ class SharedState:
         index = STATUSES.index(state.status) if state.status in STATUSES else 0
         job = state.job.encode()
         length = len(job) if len(job) < _UNKNOWN_JOB else _UNKNOWN_JOB  # not an id horizon makes
-        _LAYOUT.pack_into(self.memory, 0, index, state.jobs, length, job if length < _UNKNOWN_JOB else b"")
+        held = job if length < _UNKNOWN_JOB else b""
+        _LAYOUT.pack_into(self.memory, 0, index, state.jobs, state.kill_at, length, held)
 
     def read(self) -> tuple[str, int, str | None]:
         """(status, jobs done, id of the job running: '' none, None unknown)."""
-        index, jobs, length, job = _LAYOUT.unpack_from(self.memory, 0)
+        index, jobs, _, length, job = _LAYOUT.unpack_from(self.memory, 0)
         running = None if length == _UNKNOWN_JOB else job[:length].decode()
         return STATUSES[index] if 0 <= index < len(STATUSES) else "starting", jobs, running
+
+    def kill_at(self) -> float:
+        """When the running job must be over (time.monotonic()); 0 when none runs (see WorkerState)."""
+        return float(_LAYOUT.unpack_from(self.memory, 0)[2])
 
     def close(self) -> None:
         self.memory.close()

@@ -43,3 +43,15 @@ def gate(path: str) -> None:
     deadline = time.monotonic() + 30
     while not os.path.exists(path + ".go") and time.monotonic() < deadline:
         time.sleep(0.01)  # polls the test's go-ahead
+
+
+@job(name="tests.ignores_alarm")
+def ignores_alarm(key: str, seconds: float) -> None:
+    """Takes over SIGALRM (as some timeout libraries do) and runs on past its timeout: only the
+    supervisor's kill can stop it. Records each start and end with its pid."""
+    import signal
+
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    _r().rpush(key, f"start:{os.getpid()}")
+    time.sleep(seconds)
+    _r().rpush(key, f"end:{os.getpid()}")

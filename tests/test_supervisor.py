@@ -196,6 +196,34 @@ def test_killed_worker_is_replaced_and_its_job_recovered(hz, procs, env, config_
     hz.redis.delete(key)
 
 
+def test_a_job_that_defeats_its_hard_timeout_is_killed_before_its_reservation_ends(
+    hz, procs, env, config_file, config_data, tmp_path
+):
+    """A job that takes over SIGALRM (as some timeout libraries do) cannot be stopped by its
+    worker's timeouts. The worker tells its supervisor, in their shared memory, when the running
+    job must be over (halfway between its hard timeout and its reservation deadline); past that
+    the supervisor kills the worker, so the job is never run twice at once: each try is killed
+    and the job fails with WorkerLost. Before, it ran on; its reservation ended, and a second
+    worker ran it while the first still did."""
+    config_data["reservation_margin"] = 2  # grace 1 s, kill 1.5 s after the timeout
+    write_config(config_file, config_data, max_processes=2, balance=False)
+    key = f"{hz.settings.prefix}:alarm"
+    log_path = tmp_path / "master.log"
+    with log_path.open("w") as log_file:
+        master = start(procs, env, stderr=log_file)
+    wait_for(lambda: len(worker_pids(hz)) == 2, timeout=15)
+    job_id = supervisor_jobs.ignores_alarm.options(timeout=1, tries=2).dispatch(key, 8)
+    wait_for(lambda: hz.redis.hget(hz.keys.job(job_id), "status") == "failed", timeout=20,
+             message="the job did not fail")
+    runs = hz.redis.lrange(key, 0, -1)
+    assert all(gone(int(run.split(":")[1])) for run in runs)  # neither try is still running
+    h = hz.redis.hgetall(hz.keys.job(job_id))
+    assert (h["attempts"], json.loads(h["exception"])["class"]) == ("2", "WorkerLost")
+    assert [r.split(":")[0] for r in runs] == ["start", "start"]  # each try killed before its end
+    assert log_path.read_text().count("ran past its timeout and hard timeout; killing the worker") == 2
+    assert stop(master) == 0
+
+
 def test_killed_master_takes_supervisors_and_workers_with_it(hz, procs, env, config_file, config_data):
     write_config(config_file, config_data, max_processes=2, balance="simple")
     master = start(procs, env)
