@@ -187,3 +187,34 @@ def test_cancelled_batch_member_counts_as_failed_and_finishes_the_batch(hz, redi
     b = redis_client.hgetall(hz.keys.batch(bid))
     assert (b["pending_jobs"], b["failed_jobs"]) == ("0", "1") and b["finished_at"]
     assert status(hz, b["finally_id"]) == "pending"
+
+
+def test_jobs_removed_before_they_finish_release_what_waits_for_them(hz, redis_client):
+    """A drained queue, or a job deleted while it runs, can never finish: as a cancel would, its
+    waiting children are cancelled (recursively) and its batch counts it failed, so the batch
+    finishes and its callbacks run. Before, a drain left the children waiting and the batch
+    pending for ever, and deleting a running batch member did too."""
+    from horizon.repositories.queues import QueueRepository
+
+    log = key()
+    parent = sample_jobs.record.dispatch(log, "parent")
+    child = sample_jobs.record.options(after=parent).dispatch(log, "child")
+    grandchild = sample_jobs.record.options(after=child).dispatch(log, "grandchild")
+    bid = horizon.batch([sample_jobs.record.call(log, i) for i in range(2)],
+                        then=sample_jobs.record.call(log, "then"), finally_=sample_jobs.record.call(log, "finally"))
+    repo = QueueRepository(hz)
+    # the parent and both members; the batch then finishes, and its finally callback, released
+    # into the same queue as the drain goes, is drained with the rest
+    assert repo.drain("default") == 4
+    assert (status(hz, child), status(hz, grandchild)) == ("cancelled", "cancelled")
+    b = redis_client.hgetall(hz.keys.batch(bid))
+    assert (b["pending_jobs"], b["failed_jobs"]) == ("0", "2") and b["finished_at"]
+    assert (status(hz, b["then_id"]), status(hz, b["finally_id"])) == ("cancelled", None)
+
+    finally_ = sample_jobs.record.call(log, "finally")
+    running_bid = horizon.batch([sample_jobs.record.call(log, "member")], finally_=finally_)
+    (member,) = hz.queue.reserve_many(["default"], 1, worker="w")[0]  # a worker runs it
+    assert repo.delete(member.id)
+    b = redis_client.hgetall(hz.keys.batch(running_bid))
+    assert (b["pending_jobs"], b["failed_jobs"]) == ("0", "1") and b["finished_at"]
+    assert status(hz, b["finally_id"]) == "pending"

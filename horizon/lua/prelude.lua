@@ -537,14 +537,23 @@ local function reserve(queues, woken_by, count, offset, worker)
   return {'', due and ftime(due) or ''}
 end
 
--- Remove a job record and every index entry naming it (delete, drain, clean). from_list: also
+-- Remove a job record and every index entry naming it (delete, drain, clean); one that had not
+-- finished also cancels what waits for it and counts as failed in its batch. from_list: also
 -- LREM it from its queue list (O(queue length); drain pops the ids itself). Returns true if it existed.
 local JOB_INDEXES = {'recent', 'pending', 'completed', 'silenced', 'failed', 'recent_failed'}
 local function remove_job(id, from_list)
   local jk = K.job(id)
-  local h = redis.call('HMGET', jk, 'queue', 'name', 'tags', 'status', 'after')
+  local h = redis.call('HMGET', jk, 'queue', 'name', 'tags', 'status', 'after', 'batch_id')
   if not h[1] then return false end
   local queue = h[1]
+  if h[4] ~= 'completed' and h[4] ~= 'failed' and h[4] ~= 'cancelled' then
+    -- removed before it finished (drained, or deleted while pending or running), it never will:
+    -- as a cancel would, its waiting children are cancelled and its batch counts it failed, so
+    -- that no continuation or batch callback waits for it forever
+    cancel_children(id)
+    redis.call('DEL', K.children(id))
+    if h[6] then batch_member_done(h[6], id, false) end
+  end
   for _, list in ipairs(JOB_INDEXES) do redis.call('ZREM', K.index(list), id) end
   redis.call('ZREM', K.queue_index(queue, 'completed'), id)
   redis.call('ZREM', K.queue_index(queue, 'failed'), id)
