@@ -83,11 +83,12 @@ _NO_OPTIONS = DispatchOptions()
 
 @dataclass(frozen=True)
 class JobCall:
-    """A job with its arguments, not yet dispatched (for batches and callbacks)."""
+    """A job with its arguments (and options), not yet dispatched (for batches and callbacks)."""
 
     definition: JobDefinition
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+    options: DispatchOptions = _NO_OPTIONS  # fn.options(queue=...).call(...)
 
 
 class JobDefinition:
@@ -152,6 +153,13 @@ class BoundJob:
 
     def options(self, **options: Any) -> BoundJob:
         return BoundJob(self.definition, replace(self.opts, **options))
+
+    def call(self, *args: Any, **kwargs: Any) -> JobCall:
+        """This job with these options and arguments, for a batch: ``resize.options(queue="images").call(p)``.
+        A batch member or callback has no parent or idempotency key of its own (ValueError)."""
+        if self.opts.after or self.opts.idempotency_key is not None:
+            raise ValueError("a batch member or callback cannot have 'after' or 'idempotency_key'")
+        return JobCall(self.definition, args, kwargs, self.opts)
 
     def spec(self, args: Sequence[Any], kwargs: Mapping[str, Any], hz: Any) -> JobSpec:
         """The JobSpec to push; raises PayloadError before anything is written."""

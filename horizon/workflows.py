@@ -48,9 +48,9 @@ def create(hz: Horizon, spec: JobSpec, *, idempotency_key: str | None = None, af
 
 
 def _spec(call: JobCall, hz: Horizon) -> JobSpec:
-    from horizon.jobs import BoundJob, DispatchOptions
+    from horizon.jobs import BoundJob
 
-    return BoundJob(call.definition, DispatchOptions()).spec(call.args, call.kwargs, hz)
+    return BoundJob(call.definition, call.options).spec(call.args, call.kwargs, hz)
 
 
 def batch(

@@ -218,3 +218,19 @@ def test_jobs_removed_before_they_finish_release_what_waits_for_them(hz, redis_c
     b = redis_client.hgetall(hz.keys.batch(running_bid))
     assert (b["pending_jobs"], b["failed_jobs"]) == ("0", "1") and b["finished_at"]
     assert status(hz, b["finally_id"]) == "pending"
+
+
+def test_batch_members_and_callbacks_take_their_own_options(hz, redis_client):
+    """``fn.options(...).call(...)``: a batch member on another queue with its own tries and tags,
+    a callback on its own queue. Before, a JobCall carried no options: every member went to its
+    job's default queue. A parent or idempotency key of its own is refused."""
+    log = key()
+    member = sample_jobs.record.options(queue="images", tries=3, tags=["photo"]).call(log, 1)
+    bid = horizon.batch([member], then=sample_jobs.record.options(queue="notify").call(log, "then"))
+    (job_id,) = redis_client.lrange(hz.keys.queue("images"), 0, -1)
+    h = redis_client.hgetall(hz.keys.job(job_id))
+    assert (h["queue"], h["tries"], json.loads(h["tags"])) == ("images", "3", [f"key:{log}", "photo"])
+    then_id = redis_client.hget(hz.keys.batch(bid), "then_id")
+    assert redis_client.hget(hz.keys.job(then_id), "queue") == "notify"
+    with pytest.raises(ValueError, match="cannot have 'after'"):
+        sample_jobs.record.options(after=job_id).call(log, 2)
