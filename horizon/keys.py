@@ -100,8 +100,9 @@ SCHEMA: dict[str, str] = {
 _FIELD = re.compile(r"\{(\w+)\}")
 
 MAX_QUEUE_NAME = 100
-_QUEUE_NAME = re.compile(rf"[^\s,/:{{}}]{{1,{MAX_QUEUE_NAME}}}")
-QUEUE_NAME_RULE = f"1 to {MAX_QUEUE_NAME} characters, none of them whitespace, ',', '/', ':', '{{' or '}}'"
+_QUEUE_NAME = re.compile(rf"[^\s,/:{{}}\ud800-\udfff]{{1,{MAX_QUEUE_NAME}}}")
+QUEUE_NAME_RULE = (f"1 to {MAX_QUEUE_NAME} characters, none of them whitespace, ',', '/', ':', '{{', '}}' "
+                   "or a lone surrogate")
 
 
 class QueueNameError(ValueError):

@@ -10,6 +10,10 @@ from typing import Any
 
 # one encoder for every payload: json.dumps with options builds a new JSONEncoder per call
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+# for a payload holding a lone surrogate (a str from bytes decoded with surrogateescape, such as an
+# undecodable file name): Redis takes UTF-8, which cannot carry it, but a \udcxx escape can, and
+# decodes back to the same str in the worker
+_ASCII_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=True)
 
 
 def _not_json(value: Any) -> Any:
@@ -59,11 +63,33 @@ def _offender(value: Any, path: str) -> tuple[str, str] | None:
     return (path, f"{type(value).__name__} {value!r:.60}")
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def text_error(value: Any) -> str | None:
+    """Why ``value`` (parsed JSON, which may hold a \\ud800-style escape) is not Unicode text that
+    Redis can store: its first lone surrogate; None when it is."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"{exc.object[exc.start]!r} is a lone surrogate, not a Unicode character"
+    return None
+
+
 def encode(args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None) -> str:
     """The payload JSON ``{"args": [...], "kwargs": {...}}``; PayloadError on non-JSON values."""
     data = {"args": list(args), "kwargs": dict(kwargs or {})}
     try:
-        return _encode(data)
+        text = _encode(data)
+        if not text.isascii() and not _utf8(text):
+            text = _ASCII_ENCODER.encode(data)
+        return text
     except RecursionError:
         raise PayloadError(
             "job arguments are nested too deep or refer to themselves (payloads are JSON only)"

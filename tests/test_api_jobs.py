@@ -69,6 +69,16 @@ def test_malformed_or_non_object_json_is_400(hz, client, data):  # noqa: F811
     assert_error(client.post(f"{API}/jobs", data=data, content_type="application/json"), 400, "BAD_REQUEST")
 
 
+@pytest.mark.parametrize("field", ['"args": ["\\ud800"]', '"tags": ["\\udfff"]', '"queue": "q\\ud800"'])
+def test_a_lone_surrogate_in_a_body_is_400_not_500(hz, client, field):  # noqa: F811
+    """JSON can spell a lone surrogate (an escape such as \\ud800), which no UTF-8 text holds. Before,
+    Redis's client failed to encode it: a 500. Now the body is refused, naming it."""
+    data = '{"name": "tests.noop", ' + field + "}"
+    message = assert_error(client.post(f"{API}/jobs", data=data, content_type="application/json"), 400, "BAD_REQUEST")
+    assert "is a lone surrogate, not a Unicode character" in message
+    assert hz.redis.keys(f"{{{hz.settings.prefix}}}:job:*") == []
+
+
 def test_unknown_job_name_is_422_naming_it(hz, client):  # noqa: F811
     message = assert_error(client.post(f"{API}/jobs", json={"name": "nope.job"}), 422, "UNPROCESSABLE")
     assert "nope.job" in message

@@ -282,7 +282,8 @@ BAD_CASES: list[tuple[str, str, str, str, str]] = [
         "defaults: {s: {queue: ['a:delayed']}}",
         "production",
         "defaults.s.queue[0]",
-        "expected a queue name (1 to 100 characters, none of them whitespace, ',', '/', ':', '{' or '}')",
+        "expected a queue name (1 to 100 characters, none of them whitespace, ',', '/', ':', '{', '}' or a lone "
+        "surrogate)",
     ),
     ("queue-slash", "queues: {'a/b': {rate_limit: {jobs: 1, per: 1}}}", "production", "queues.a/b", "queue name"),
     ("queue-too-long", f"defaults: {{s: {{queue: [{'q' * 101}]}}}}", "production", "defaults.s.queue[0]", "queue name"),

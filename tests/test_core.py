@@ -58,6 +58,23 @@ def test_a_queue_name_no_worker_could_serve_is_refused_and_nothing_written(hz, r
     assert set(redis_client.scan_iter(match=f"{{{prefix}}}:*")) == written
 
 
+def test_an_argument_with_a_lone_surrogate_reaches_the_job_unchanged(hz, redis_client):
+    """A str decoded with surrogateescape (an undecodable file name) holds a lone surrogate, which
+    UTF-8 cannot carry: before, the dispatch died in redis-py with UnicodeEncodeError. Now the
+    payload escapes it (JSON \\udcxx) and the worker decodes the same str; a queue name holding one
+    is refused."""
+    from horizon import payload
+    from horizon.keys import QueueNameError
+
+    name = b"caf\xe9.txt".decode("utf-8", "surrogateescape")
+    job_id = sample_jobs.record.dispatch("k", name)
+    stored = redis_client.hget(hz.keys.job(job_id), "payload")
+    assert stored.isascii() and payload.decode(stored) == (["k", name], {})
+    assert payload.decode(payload.encode(["é"])) == (["é"], {}) and "é" in payload.encode(["é"])  # UTF-8 kept
+    with pytest.raises(QueueNameError):
+        sample_jobs.noop.options(queue=name).dispatch()
+
+
 def test_cli_refuses_queue_names_no_worker_could_serve(procs):
     for argv in (["work", "--queue", "a,b:c"], ["dispatch", "tests.noop", "--queue", "a/b"]):
         result = procs.run(*argv)

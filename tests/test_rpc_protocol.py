@@ -62,6 +62,7 @@ def test_requests(dispatcher: Dispatcher, frame: str, expected: dict) -> None:
     [
         ("{", -32700),
         (b"\xff", -32700),
+        ('{"id": 1, "method": "t.echo", "params": ["\\ud800"]}', -32700),  # a lone surrogate is not text
         ("", -32700),
         ("[]", -32600),
         ("3", -32600),

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import request
 
+from horizon import payload
 from web.errors import bad_request
 
 PAGE_SIZE = 50
@@ -53,6 +54,8 @@ def body(*, required: bool = False) -> dict[str, Any]:
         raise bad_request(f"malformed JSON body: {exc}") from None
     if not isinstance(data, dict):
         raise bad_request(f"the body must be a JSON object, got {type(data).__name__}")
+    if b"\\u" in raw and (problem := payload.text_error(data)):  # only an escape can make one
+        raise bad_request(f"malformed JSON body: {problem}")
     return data
 
 

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from horizon import payload
+
 log = logging.getLogger(__name__)
 
 PARSE_ERROR = -32700
@@ -141,6 +143,8 @@ class Dispatcher:
         try:
             text = frame.decode("utf-8") if isinstance(frame, (bytes, bytearray)) else frame
             message = json.loads(text)
+            if "\\u" in text and (problem := payload.text_error(message)):  # only an escape can make one
+                raise ValueError(problem)
         except (UnicodeDecodeError, ValueError) as exc:
             reply: Any = error_reply(RpcError(PARSE_ERROR, "parse error", {"detail": str(exc)}))
         else:
