@@ -138,12 +138,9 @@ def work(
     """Run one worker in the foreground (for debugging)."""
     import os
 
+    from horizon.keys import QueueNameError, check_queue_name
     from horizon.logs import setup_logging
     from horizon.worker import Worker, WorkerOptions
-
-    setup_logging(name or f"worker-{os.getpid()}")
-    hz = connected(settings, import_jobs=True)
-    from horizon.keys import QueueNameError, check_queue_name
 
     names = [q.strip() for q in queues.split(",") if q.strip()]
     if not names:
@@ -152,6 +149,8 @@ def work(
         names = [check_queue_name(q) for q in names]
     except QueueNameError as exc:
         fail(f"--queue: {exc}", EXIT_USAGE)
+    setup_logging(name or f"worker-{os.getpid()}")
+    hz = connected(settings, import_jobs=True)
     options = WorkerOptions(
         queues=names,
         max_jobs=max_jobs,

@@ -440,7 +440,6 @@ def _no_duplicates(ctx: _Ctx, values: Sequence[str], path: str, what: str) -> No
         seen.add(value)
 
 
-
 def _queue_name(ctx: _Ctx, value: Any, path: str) -> str:
     try:
         return str(check_queue_name(value))

@@ -74,7 +74,8 @@ class ProcessPool:
         clock = time.monotonic()
         for proc in (*self.processes, *self.terminating):
             kill_at = proc.shared.kill_at()
-            if kill_at and clock > kill_at:  # its own hard timeout did not stop it (SIGALRM blocked or replaced)
+            if kill_at and clock > kill_at and not proc.overran:  # its hard timeout failed (SIGALRM taken over)
+                proc.overran = True
                 log.warning("worker %s: job %s ran past its timeout and hard timeout; killing the worker "
                             "before the job's reservation ends", proc.pid, proc.shared.read()[2])
                 proc.kill()

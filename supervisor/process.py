@@ -64,6 +64,7 @@ class WorkerProcess:
     stopping_since: float | None = None
     memory_mb: float = 0.0
     last_state: tuple[str, int, str | None] | None = None  # read when it exited, before the mapping closed
+    overran: bool = False  # killed because its job outlived its kill-by time (see ProcessPool.monitor)
 
     @property
     def queue(self) -> str:
