@@ -309,15 +309,16 @@ def up(settings: Settings, demo: bool) -> None:
     from horizon.connection import remove_embedded_url, write_embedded_url
     from horizon.embedded import EmbeddedRedis, EmbeddedRedisError
     from horizon.logs import setup_logging
-    from supervisor.run import WebServer, start_master
+    from supervisor.run import RedisKeeper, WebServer, start_master
 
     setup_logging("master")
-    server = None
+    keeper = None
     if settings.redis.url is None:
         try:
             server = EmbeddedRedis(settings.redis.embedded.dir, settings.redis.embedded.port).start()
         except EmbeddedRedisError as exc:
             fail(str(exc), EXIT_USAGE)
+        keeper = RedisKeeper(server).start()  # started again if it dies
         write_embedded_url(settings, server.url)
         click.echo(f"horizon: embedded redis at {server.url}", err=True)
     web = WebServer(settings)
@@ -327,8 +328,8 @@ def up(settings: Settings, demo: bool) -> None:
         code = start_master(hz, demo=demo, web=web)
     finally:
         web.stop()
-        if server is not None:
-            server.stop()
+        if keeper is not None:
+            keeper.stop()
             remove_embedded_url(settings)
     sys.exit(code)
 

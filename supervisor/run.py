@@ -15,6 +15,7 @@ import time
 
 from horizon.config import Settings
 from horizon.context import Horizon
+from horizon.embedded import EmbeddedRedis, EmbeddedRedisError
 from supervisor import tuning
 from supervisor.master import MasterSupervisor
 
@@ -115,6 +116,54 @@ class WebServer:
         with self._lock:
             self.stopped = True
             stop_web(self.proc)
+
+
+class RedisKeeper:
+    """``horizon up``'s embedded Redis, started again when it dies (killed, crashed, OOM-killed):
+    on the same port and data directory, so the URL file stays right and its AOF brings the data
+    back, while the master, supervisors and workers wait for it as for any Redis restart. A thread
+    of its own watches it: the server is tied to the thread that starts it (it gets SIGTERM when
+    that thread ends), and this one lasts as long as ``horizon up``."""
+
+    WATCH_INTERVAL = 1.0
+
+    def __init__(self, server: EmbeddedRedis) -> None:
+        self.server = server
+        self.cooldown = 0.0
+        self.started_at = time.monotonic()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="redis-keeper", daemon=True)
+
+    def start(self) -> RedisKeeper:
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(self.WATCH_INTERVAL):
+            process = self.server.process
+            if process is None or process.poll() is None:
+                continue
+            now = time.monotonic()
+            self.cooldown = tuning.restart_cooldown(self.cooldown, now - self.started_at)
+            log.warning("embedded redis (pid %s) exited with %s; starting it again on port %s in %.0fs",
+                        process.pid, process.returncode, self.server.port, self.cooldown)
+            if self._stopped.wait(self.cooldown):
+                return
+            replacement = EmbeddedRedis(str(self.server.dir), self.server.port)
+            try:
+                replacement.start()
+            except EmbeddedRedisError as exc:
+                log.error("embedded redis could not start again (%s); trying again", exc)
+                continue
+            self.server, self.started_at = replacement, time.monotonic()
+            log.warning("embedded redis running again (pid %s)", replacement.pid)
+
+    def stop(self) -> None:
+        """Stop watching, then stop the server (whichever runs now)."""
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join(15)
+        self.server.stop()
 
 
 def stop_web(proc: subprocess.Popen | None) -> None:

@@ -65,8 +65,29 @@ def test_up_runs_redis_master_web_and_demo_then_ctrl_c_stops_all(procs, proc_env
     first.kill()
     wait_for(lambda: (p := web_process()) is not None and p.pid != first.pid, timeout=30, message="web not restarted")
     assert master in wait_for(api_masters, timeout=30)
+
+    # the embedded Redis dies (kill -9, an OOM kill): `horizon up` starts it again on the same port,
+    # its AOF brings the data back, and the master and its workers go on with it
+    def redis_process():
+        return next((p for p in psutil.Process(up.pid).children() if "redis-server" in p.name()
+                     and p.status() != psutil.STATUS_ZOMBIE), None)
+
+    dead = redis_process()
+    done_before = int(client.hget("{updemo}:metrics:queue:default", "throughput") or 0)
+    dead.kill()
+    wait_for(lambda: (p := redis_process()) is not None and p.pid != dead.pid, timeout=30,
+             message="embedded redis not restarted")
+
+    def done_since() -> bool:
+        try:
+            return int(client.hget("{updemo}:metrics:queue:default", "throughput") or 0) > done_before
+        except redis.ConnectionError:
+            return False
+
+    wait_for(done_since, timeout=30, message="no job ran after the embedded redis came back")
+    assert url_file.read_text().strip() == url and master in client.zrange("{updemo}:masters", 0, -1)
     tree = [p.pid for p in psutil.Process(up.pid).children(recursive=True)]
-    redis_pid = next(p.pid for p in psutil.Process(up.pid).children() if "redis-server" in p.name())
+    redis_pid = redis_process().pid
     os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's foreground group
     assert up.wait(30) == 0
     assert not url_file.exists()
