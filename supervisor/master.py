@@ -21,6 +21,7 @@ from horizon.repositories.supervisors import CommandQueue, MasterRepository, Sup
 from supervisor import children, tuning
 from supervisor.maintenance import Maintenance
 from supervisor.notify import Notifier
+from supervisor.orphans import boot_id, recover_orphans
 from supervisor.reload import ReloadCheck, command_line
 from supervisor.signals import SignalQueue
 from supervisor.steps import CALLED_REDIS, LoopSteps
@@ -68,6 +69,7 @@ class MasterSupervisor:
         self.supervisor_records = SupervisorRepository(control)
         self.commands = CommandQueue(control)
         self.maintenance = Maintenance(hz, self.name).add_defaults()
+        self.maintenance.add("orphans", tuning.ORPHAN_INTERVAL, lambda: recover_orphans(hz, self.name), locked=False)
         self.supervisors: dict[str, SupervisorProcess] = {}
         self.status = "running"
         self.working = True
@@ -83,6 +85,7 @@ class MasterSupervisor:
         children.release_signals()  # held across a restart's exec (exec_again): handled now
         self.start_supervisors()
         self.persist(force=True)
+        self.steps.run("orphans", lambda: recover_orphans(self.hz, self.name))  # a predecessor killed outright
         self.maintenance.start()
         self.notifier.ready(f"master {self.name}")
         log.info("master %s running %d supervisor(s)", self.name, len(self.supervisors))
@@ -204,6 +207,7 @@ class MasterSupervisor:
             "environment": self.hz.settings.environment,
             "pid": os.getpid(),
             "status": self.status,
+            "boot_id": boot_id(),  # with the host name: which machine and boot (see orphans.py)
         }
 
     # --- supervisors ----------------------------------------------------------------------

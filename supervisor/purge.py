@@ -18,7 +18,7 @@ MIN_AGE = 10.0  # seconds: a younger process may not have written its record yet
 COMMANDS = ("start", "up")
 
 
-def _horizon_master_like(proc: psutil.Process) -> bool:
+def horizon_master_like(proc: psutil.Process) -> bool:
     """A process running ``horizon start|up`` (masters, and the supervisors and workers they fork)."""
     try:
         argv = proc.cmdline()
@@ -54,9 +54,9 @@ def purge(hz: Horizon) -> tuple[list[int], list[str]]:
         info = proc.info
         if info["pid"] in known or info["pid"] == me or now - (info["create_time"] or now) < MIN_AGE:
             continue
-        if info["ppid"] in known or not _horizon_master_like(proc):
+        if info["ppid"] in known or not horizon_master_like(proc):
             continue
-        if info["ppid"] != 1 and psutil.pid_exists(info["ppid"]) and _horizon_master_like(psutil.Process(info["ppid"])):
+        if info["ppid"] != 1 and psutil.pid_exists(info["ppid"]) and horizon_master_like(psutil.Process(info["ppid"])):
             continue  # a child of another horizon process: its parent is responsible
         if info["ppid"] == 1 or not psutil.pid_exists(info["ppid"]):
             log.warning("terminating orphaned horizon process %s", info["pid"])

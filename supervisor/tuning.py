@@ -19,6 +19,7 @@ RECORD_TTL = _seconds("HORIZON_RECORD_TTL", 15.0)  # record expiry without a ref
 MEMORY_INTERVAL = _seconds("HORIZON_MEMORY_INTERVAL", 3.0)  # worker USS measurement for heartbeats
 MAINTAIN_INTERVAL = _seconds("HORIZON_MAINTAIN_INTERVAL", 1.0)  # delayed jobs, reservations, trim
 LONG_WAIT_INTERVAL = _seconds("HORIZON_LONG_WAIT_INTERVAL", 10.0)  # long-wait detection
+ORPHAN_INTERVAL = _seconds("HORIZON_ORPHAN_INTERVAL", 5.0)  # jobs of dead local masters' workers (orphans.py)
 RESTART_COOLDOWN = _seconds("HORIZON_RESTART_COOLDOWN", 1.0)  # first delay after a worker dies young
 RESTART_COOLDOWN_MAX = _seconds("HORIZON_RESTART_COOLDOWN_MAX", 30.0)
 YOUNG = _seconds("HORIZON_YOUNG", 2.0)  # a child dying sooner than this counts toward the cooldown

@@ -607,3 +607,32 @@ def test_master_chaos_new_master_recovers_everything(hz, procs, redis_client, pr
            duplicates=len(runs) - len(set(runs)), recovery_s=round(recovery, 2))
     assert set(runs) == {str(i) for i in range(total)}
     assert len(runs) - len(set(runs)) <= len(tree)  # at most one job per killed process
+
+
+def test_a_new_master_puts_back_at_once_what_a_killed_process_group_held(hz, procs, redis_client, prefix, capsys):
+    """SIGKILL to the whole process group (the OOM killer, systemd's final kill): the workers die
+    mid-job, their supervisor with them, and nobody is left to put their jobs back. A new master on
+    the same machine sees from the dead master's record (host, boot, pid) and from the workers'
+    pids that they are gone, and puts the jobs back at once. Before, they waited out their 60 s
+    reservations."""
+    key = f"{prefix}:held"
+    master = procs.horizon("start", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(descendants(master.pid)) >= 3, timeout=30, message="no supervisor and 2 workers")
+    ids = [sample_jobs.sleep.options(timeout=60, tries=3).dispatch(key, 1.0) for _ in range(2)]
+    wait_for(lambda: redis_client.llen(key) >= 2, timeout=30, message="the jobs did not start")
+    tree = descendants(master.pid)
+    os.killpg(master.pid, signal.SIGKILL)
+    master.wait(timeout=10)
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    assert not alive and statuses(hz, ids) == {"reserved": 2}
+    restarted_at = time.monotonic()
+    successor = procs.horizon("start", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: statuses(hz, ids) == {"completed": 2}, timeout=30, interval=0.2,
+             message=f"the held jobs waited for their reservations: {statuses(hz, ids)}")
+    recovery = time.monotonic() - restarted_at
+    successor.terminate()
+    assert successor.wait(timeout=30) == 0
+    starts = [entry for entry in redis_client.lrange(key, 0, -1) if entry.startswith("start:")]
+    report(capsys, "process-group-kill", jobs=2, killed_processes=len(tree) + 1, recovery_s=round(recovery, 2),
+           runs=len(starts))
+    assert len(starts) == 4  # each job: the killed try, then one more

@@ -431,3 +431,44 @@ def test_a_worker_told_to_stop_while_it_starts_stops(hz):
         return spawn_worker(hz.settings, hz.settings.supervisors[0], ["default"], "starting", before=before).pid
 
     assert _signal_while_starting(signal.SIGTERM, reset, spawn) == 0
+
+
+def test_only_the_reservations_of_dead_workers_of_dead_masters_of_this_machine_are_put_back(hz, redis_client):
+    """recover_orphans judges a master dead only by a record of this host and boot whose pid runs no
+    master, and a worker only when its pid is gone (or runs a later process): a master record of
+    another boot (another machine with the same host name) and a worker still running (one
+    finishing its job after its master died) are left to their reservations."""
+    import subprocess
+    import sys
+
+    from horizon.repositories.supervisors import MasterRepository
+    from supervisor.orphans import boot_id, recover_orphans
+    from tests import sample_jobs
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # a pid that no longer runs
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        host = socket.gethostname()
+        masters = MasterRepository(hz)
+        for name, boot in ((f"{host}-dead", boot_id()), (f"{host}-else", "another-boot")):
+            masters.update({"name": name, "pid": finished.pid, "status": "running", "boot_id": boot})
+        cases = {  # worker name -> put back?
+            f"{host}-dead:supervisor-1:{finished.pid}": True,
+            f"{host}-dead:supervisor-1:{running.pid}": False,  # still running its job
+            f"{host}-else:supervisor-1:{finished.pid}": False,  # another machine, same host name
+            f"other-host-dead:supervisor-1:{finished.pid}": False,
+        }
+        jobs = {}
+        for worker in cases:
+            job_id = sample_jobs.noop.options(tries=2).dispatch()  # the lost attempt counts a try
+            (reserved,), _ = hz.queue.reserve_many(["default"], 1, worker=worker)
+            assert reserved.id == job_id
+            jobs[worker] = job_id
+        assert recover_orphans(hz, me=f"{host}-me") == 1
+        for worker, put_back in cases.items():
+            status = redis_client.hget(hz.keys.job(jobs[worker]), "status")
+            assert status == ("pending" if put_back else "reserved"), worker
+    finally:
+        running.kill()
+        running.wait()

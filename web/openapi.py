@@ -123,6 +123,8 @@ SCHEMAS: dict[str, Any] = {
             "environment": NULLABLE_STR,
             "pid": {"type": ["integer", "string"]},
             "status": STR,
+            "boot_id": {"type": "string", "description": "the machine's boot (Linux), with the name's host: which "
+                        "master's workers a master on the same machine may judge dead"},
             "supervisors": {"type": "array", "items": _ref("Supervisor")},
         },
     },

@@ -77,6 +77,22 @@ class QueueRepository:
     def names(self) -> list[str]:
         return sorted(self.redis.smembers(self.keys.queues()))
 
+    def holders(self, name: str, limit: int = 1000) -> dict[str, float]:
+        """The workers holding reservations on queue ``name`` (its first ``limit``, by deadline),
+        each with the earliest time it reserved one of them (unix seconds)."""
+        ids = self.redis.zrange(self.keys.reserved(name), 0, limit - 1)
+        if not ids:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self.keys.job(job_id), "worker", "reserved_at")
+        holders: dict[str, float] = {}
+        for worker, reserved_at in pipe.execute():
+            if worker:
+                at = float(reserved_at or 0)
+                holders[worker] = min(holders.get(worker, at), at)
+        return holders
+
     def exists(self, name: str) -> bool:
         return bool(self.redis.sismember(self.keys.queues(), name))
 

@@ -1,0 +1,89 @@
+"""Jobs held by the workers of a master that died on this machine: put back at once.
+
+A master killed outright (SIGKILL, the OOM killer, a crash) takes its supervisors and workers
+with it, and nobody is left to put back what they held: the jobs wait out their reservations
+(timeout plus margin: minutes for long jobs). A master on the same machine, at its start (systemd
+starting a new one) and every few seconds after, can tell for sure that those processes are
+gone: the dead master's record (it lasts RECORD_TTL after its last heartbeat) names this host
+and this boot, its pid runs no horizon master any more, and the pid at the end of each worker
+name no longer runs the process that reserved the job (a pid reused since started later). Only
+then are that worker's reservations put back, as expired ones are (``recover_worker``, "died").
+A master on another machine, even one with the same host name, is never judged: its boot id
+differs. Workers not started by a master (``horizon work``) carry no master in their name and are
+left to their reservations' deadlines.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from functools import cache
+
+import psutil
+
+from horizon.context import Horizon
+from horizon.repositories.queues import QueueRepository
+from horizon.repositories.supervisors import MasterRepository
+from supervisor.purge import horizon_master_like
+
+log = logging.getLogger(__name__)
+
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+SCAN_LIMIT = 1000  # reservations read per queue and pass
+
+
+@cache
+def boot_id() -> str:
+    """This machine's current boot (Linux); '' where unknown (nothing is then judged dead)."""
+    try:
+        with open(BOOT_ID) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def dead_local_masters(hz: Horizon, me: str) -> set[str]:
+    """Names of master records of this host and boot whose process is gone (``me`` excepted)."""
+    booted = boot_id()
+    if not booted:
+        return set()
+    host = socket.gethostname() + "-"
+    dead = set()
+    for record in MasterRepository(hz).records():
+        name = record.get("name", "")
+        if name == me or not name.startswith(host) or record.get("boot_id") != booted:
+            continue
+        try:
+            alive = horizon_master_like(psutil.Process(int(record["pid"])))
+        except (psutil.Error, KeyError, ValueError):
+            alive = False
+        if not alive:
+            dead.add(name)
+    return dead
+
+
+def _worker_gone(worker: str, reserved_at: float) -> bool:
+    """Whether the worker named ``<master>:<supervisor>:<pid>`` no longer runs."""
+    try:
+        process = psutil.Process(int(worker.rsplit(":", 1)[1]))
+        return process.create_time() > reserved_at + 1  # the pid now runs a later process
+    except (psutil.NoSuchProcess, ValueError, IndexError):
+        return True
+    except psutil.Error:
+        return False  # it exists (perhaps another user's): not judged
+
+
+def recover_orphans(hz: Horizon, me: str) -> int:
+    """Put back the reservations of dead local masters' workers; returns how many."""
+    dead = dead_local_masters(hz, me)
+    if not dead:
+        return 0
+    queues = QueueRepository(hz)
+    recovered = 0
+    for queue in queues.names():
+        for worker, reserved_at in queues.holders(queue, SCAN_LIMIT).items():
+            if worker.split(":", 1)[0] in dead and _worker_gone(worker, reserved_at):
+                recovered += hz.queue.recover_worker(worker, [queue], running=None)
+    if recovered:
+        log.warning("put back %d job(s) held by the workers of dead master(s) %s", recovered, ", ".join(sorted(dead)))
+    return recovered
