@@ -371,82 +371,85 @@ def own_redis(tmp_path: Path):
     server.stop()
 
 
-def test_redis_restart_mid_run(own_redis, tmp_path, proc_env, prefix, capsys):
-    """Stop Redis mid-run and start it again on the same port and dir (AOF): a master, its pool and
-    standalone workers all ride it out (same pids), and nothing acknowledged before it is lost."""
-    data = fast_config(
-        {"prefix": prefix, "redis": {"url": own_redis.url}, "imports": ["tests.sample_jobs"]}, tries=5
-    )
-    config = write_config(tmp_path / "config.yaml", data)
-    env = dict(proc_env, HORIZON_TEST_REDIS=own_redis.url)
-    procs = Processes(env, config)
-    old = os.environ.get("HORIZON_TEST_REDIS")
-    os.environ["HORIZON_TEST_REDIS"] = own_redis.url
-    hz = configure(settings_from_dict(data, base_dir=str(ROOT)))
-    client = redis.Redis.from_url(own_redis.url, decode_responses=True)
-    key, total = f"{prefix}:restart", 3000
-    try:
-        pool = Pool(procs, 2, logs=tmp_path)
-        pool.fill()
-        pids = [w.pid for w in pool.workers]
-        master = procs.horizon("start", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: len(descendants(master.pid)) >= 3, timeout=30, message="no supervisor and 2 workers")
-        tree = {p.pid for p in descendants(master.pid)}
-        ids = sample_jobs.record.dispatch_many([((key, i), {}) for i in range(total // 2)])
-        wait_for(lambda: client.llen(key) >= 200, timeout=30, message="workers did not start")
-        port, folder = own_redis.port, own_redis.dir
-        own_redis.stop()
-        down_at = time.monotonic()
-        time.sleep(0.5)  # the outage itself (not synchronisation)
-        server = EmbeddedRedis(str(folder), port=port).start()
-        up_at = time.monotonic()
-        try:
-            client.ping()
-            ids += sample_jobs.record.dispatch_many([((key, i), {}) for i in range(total // 2, total)])
+@pytest.fixture
+def on_own_redis(own_redis, tmp_path, proc_env, prefix, monkeypatch):
+    """``setup(**supervisor)``: the processes, the configured horizon and a client for a config on
+    this test's own Redis (its ``imports`` and supervisor options given); all closed afterwards."""
+    monkeypatch.setenv("HORIZON_TEST_REDIS", own_redis.url)  # the jobs run in this process too
+    made = []
 
-            def all_done() -> bool:
-                hz.queue.maintain()
-                return statuses(hz, ids).get("completed", 0) == total
+    def setup(imports: tuple[str, ...] = ("tests.sample_jobs",), **supervisor: object):
+        data = fast_config({"prefix": prefix, "redis": {"url": own_redis.url}, "imports": list(imports)},
+                           **supervisor)
+        config = write_config(tmp_path / "config.yaml", data)
+        procs = Processes(dict(proc_env, HORIZON_TEST_REDIS=own_redis.url), config)
+        hz = configure(settings_from_dict(data, base_dir=str(ROOT)))
+        client = redis.Redis.from_url(own_redis.url, decode_responses=True)
+        made.append((procs, hz, client))
+        return procs, hz, client
 
-            wait_for(all_done, timeout=60, interval=0.2, message="jobs lost across the restart")
-            recovery = time.monotonic() - up_at
-            alive = [w.poll() is None for w in pool.workers]
-            exits = pool.exits()
-            master_alive, tree_after = master.poll() is None, {p.pid for p in descendants(master.pid)}
-            master.terminate()
-            master.wait(timeout=30)
-            pool.stop()
-            runs = executions(client, key)
-            report(capsys, "redis-restart", jobs=total, outage_s=round(up_at - down_at, 2),
-                   lost=total - len(set(runs)), duplicates=len(runs) - len(set(runs)),
-                   recovery_s=round(recovery, 2), workers_alive=sum(alive), master_alive=master_alive,
-                   master_tree_restarts=len(tree_after - tree))
-            assert [w.pid for w in pool.workers] == pids and all(alive), exits  # no crash, no restart
-            assert master_alive and tree_after == tree  # the master's supervisor and workers too
-            assert set(runs) == {str(i) for i in range(total)}
-        finally:
-            server.stop()
-    finally:
+    yield setup
+    for procs, hz, client in made:
         client.close()
         hz.close()
         reset()
-        if old is None:
-            os.environ.pop("HORIZON_TEST_REDIS", None)
-        else:
-            os.environ["HORIZON_TEST_REDIS"] = old
         procs.cleanup()
 
 
+def test_redis_restart_mid_run(own_redis, on_own_redis, tmp_path, prefix, capsys):
+    """Stop Redis mid-run and start it again on the same port and dir (AOF): a master, its pool and
+    standalone workers all ride it out (same pids), and nothing acknowledged before it is lost."""
+    procs, hz, client = on_own_redis(tries=5)
+    key, total = f"{prefix}:restart", 3000
+    pool = Pool(procs, 2, logs=tmp_path)
+    pool.fill()
+    pids = [w.pid for w in pool.workers]
+    master = procs.horizon("start", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(descendants(master.pid)) >= 3, timeout=30, message="no supervisor and 2 workers")
+    tree = {p.pid for p in descendants(master.pid)}
+    ids = sample_jobs.record.dispatch_many([((key, i), {}) for i in range(total // 2)])
+    wait_for(lambda: client.llen(key) >= 200, timeout=30, message="workers did not start")
+    port, folder = own_redis.port, own_redis.dir
+    own_redis.stop()
+    down_at = time.monotonic()
+    time.sleep(0.5)  # the outage itself (not synchronisation)
+    server = EmbeddedRedis(str(folder), port=port).start()
+    up_at = time.monotonic()
+    try:
+        client.ping()
+        ids += sample_jobs.record.dispatch_many([((key, i), {}) for i in range(total // 2, total)])
+
+        def all_done() -> bool:
+            hz.queue.maintain()
+            return statuses(hz, ids).get("completed", 0) == total
+
+        wait_for(all_done, timeout=60, interval=0.2, message="jobs lost across the restart")
+        recovery = time.monotonic() - up_at
+        alive = [w.poll() is None for w in pool.workers]
+        exits = pool.exits()
+        master_alive, tree_after = master.poll() is None, {p.pid for p in descendants(master.pid)}
+        master.terminate()
+        master.wait(timeout=30)
+        pool.stop()
+        runs = executions(client, key)
+        report(capsys, "redis-restart", jobs=total, outage_s=round(up_at - down_at, 2),
+               lost=total - len(set(runs)), duplicates=len(runs) - len(set(runs)),
+               recovery_s=round(recovery, 2), workers_alive=sum(alive), master_alive=master_alive,
+               master_tree_restarts=len(tree_after - tree))
+        assert [w.pid for w in pool.workers] == pids and all(alive), exits  # no crash, no restart
+        assert master_alive and tree_after == tree  # the master's supervisor and workers too
+        assert set(runs) == {str(i) for i in range(total)}
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def gated_worker(own_redis, tmp_path, proc_env, prefix):
+def gated_worker(on_own_redis, tmp_path):
     """A job that holds its worker until the test lets it return (tests.gate, 2 min timeout) on
     this test's own Redis; yields (start the worker, the job id, the gate path, hz)."""
     from tests import supervisor_jobs
 
-    imports = ["tests.sample_jobs", "tests.supervisor_jobs"]
-    data = {"prefix": prefix, "redis": {"url": own_redis.url}, "imports": imports}
-    procs = Processes(dict(proc_env, HORIZON_TEST_REDIS=own_redis.url), write_config(tmp_path / "config.yaml", data))
-    hz = configure(settings_from_dict(data, base_dir=str(ROOT)))
+    procs, hz, _ = on_own_redis(imports=("tests.sample_jobs", "tests.supervisor_jobs"))
     gate = str(tmp_path / "gate")
 
     def start(*args: str) -> subprocess.Popen:
@@ -454,12 +457,7 @@ def gated_worker(own_redis, tmp_path, proc_env, prefix):
         wait_for(lambda: os.path.exists(gate + ".started"), timeout=20, message="the job did not start")
         return worker
 
-    try:
-        yield start, supervisor_jobs.gate.options(timeout=120).dispatch(gate), gate, hz
-    finally:
-        hz.close()
-        reset()
-        procs.cleanup()
+    yield start, supervisor_jobs.gate.options(timeout=120).dispatch(gate), gate, hz
 
 
 def test_a_worker_recycling_while_redis_is_away_acknowledges_once_it_is_back(gated_worker, own_redis):
@@ -500,7 +498,7 @@ def test_a_worker_told_to_stop_while_redis_is_away_exits_cleanly_without_waiting
     assert "stopping with 1 job(s) unacknowledged" in log and "Traceback" not in log
 
 
-def test_redis_out_of_memory_mid_run(own_redis, tmp_path, proc_env, prefix, capsys):
+def test_redis_out_of_memory_mid_run(on_own_redis, tmp_path, capsys):
     """Redis reaches maxmemory (noeviction) while both workers of a real `horizon start` run a job:
     every write is refused, so is their acknowledgement. The master, its supervisor and the workers
     ride it out (same pids) and each loop says so once, with no traceback; a dispatch raises
@@ -511,14 +509,7 @@ def test_redis_out_of_memory_mid_run(own_redis, tmp_path, proc_env, prefix, caps
     from tests import supervisor_jobs
     from web import create_app
 
-    imports = ["tests.sample_jobs", "tests.supervisor_jobs"]
-    data = fast_config({"prefix": prefix, "redis": {"url": own_redis.url}, "imports": imports})
-    env = dict(proc_env, HORIZON_TEST_REDIS=own_redis.url)
-    procs = Processes(env, write_config(tmp_path / "config.yaml", data))
-    old = os.environ.get("HORIZON_TEST_REDIS")
-    os.environ["HORIZON_TEST_REDIS"] = own_redis.url
-    hz = configure(settings_from_dict(data, base_dir=str(ROOT)))
-    client = redis.Redis.from_url(own_redis.url, decode_responses=True)
+    procs, hz, client = on_own_redis(imports=("tests.sample_jobs", "tests.supervisor_jobs"))
     log_path = tmp_path / "master.log"
     gates = [str(tmp_path / f"gate{i}") for i in range(2)]
 
@@ -553,7 +544,7 @@ def test_redis_out_of_memory_mid_run(own_redis, tmp_path, proc_env, prefix, caps
         freed_at = time.monotonic()
         wait_for(lambda: statuses(hz, held) == {"completed": 2}, timeout=30, message="jobs not acknowledged")
         acknowledged = time.monotonic() - freed_at
-        key = f"{prefix}:after"
+        key = f"{hz.settings.prefix}:after"
         after = sample_jobs.record.dispatch_many([((key, i), {}) for i in range(200)])
         wait_for(lambda: statuses(hz, after) == {"completed": 200}, timeout=30, message="pool stopped working")
         tree_after = {p.pid for p in descendants(master.pid)}
@@ -568,14 +559,6 @@ def test_redis_out_of_memory_mid_run(own_redis, tmp_path, proc_env, prefix, caps
         assert sorted(int(v) for v in executions(client, key)) == list(range(200))
     finally:
         client.config_set("maxmemory", "0")
-        client.close()
-        hz.close()
-        reset()
-        if old is None:
-            os.environ.pop("HORIZON_TEST_REDIS", None)
-        else:
-            os.environ["HORIZON_TEST_REDIS"] = old
-        procs.cleanup()
 
 
 # --- master chaos -----------------------------------------------------------------------------
