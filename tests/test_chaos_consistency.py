@@ -15,6 +15,7 @@ the rate limit held.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import random
 import signal
 import subprocess
@@ -201,8 +202,9 @@ def test_mixed_workload_under_chaos_keeps_every_record_consistent(
         if time.monotonic() - last_kill > 0.3:  # the killer's pacing (not synchronisation)
             last_kill = time.monotonic()
             if victims := workers_of(master):
-                random.choice(victims).kill()
-                kills += 1
+                with contextlib.suppress(psutil.NoSuchProcess):  # it exited meanwhile (recycled, crashed)
+                    random.choice(victims).kill()
+                    kills += 1
         if not paused and elapsed > CHAOS_SECONDS * 0.15:
             paused = retrying(lambda: queues.pause("default")) or True
         if not resumed and elapsed > CHAOS_SECONDS * 0.3:
