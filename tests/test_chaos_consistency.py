@@ -261,9 +261,11 @@ def test_mixed_workload_under_chaos_keeps_every_record_consistent(
         assert callbacks["finally:" + t] >= 1
         assert (callbacks["catch:" + t] >= 1, callbacks["then:" + t] >= 1) == (failing, not failing), t
 
-    # nothing left waiting, held or scheduled
+    # nothing left waiting, held or scheduled (but a tick the schedule dispatched while the master
+    # stopped: its maintenance runs until its workers are gone)
     for q in QUEUES:
-        assert client.llen(f"{key}:queue:{q}") == 0
+        left = [client.hget(f"{key}:job:{job_id}", "name") for job_id in client.lrange(f"{key}:queue:{q}", 0, -1)]
+        assert set(left) <= {"chaos.tick"} and len(left) <= 2, (q, left)
         assert client.zcard(f"{key}:queue:{q}:reserved") == 0
         assert client.zcard(f"{key}:queue:{q}:delayed") == 0
 
