@@ -6,7 +6,7 @@ with it, and nobody is left to put back what they held: the jobs wait out their 
 starting a new one) and every few seconds after, can tell for sure that those processes are
 gone: the dead master's record (it lasts RECORD_TTL after its last heartbeat) names this host
 and this boot, its pid runs no horizon master any more, and the pid at the end of each worker
-name no longer runs the process that reserved the job (a pid reused since started later). Only
+name runs no horizon process either (a worker finishing its job after its master died does). Only
 then are that worker's reservations put back, as expired ones are (``recover_worker``, "died").
 A master on another machine, even one with the same host name, is never judged: its boot id
 differs. Workers not started by a master (``horizon work``) carry no master in their name and are
@@ -62,15 +62,14 @@ def dead_local_masters(hz: Horizon, me: str) -> set[str]:
     return dead
 
 
-def _worker_gone(worker: str, reserved_at: float) -> bool:
-    """Whether the worker named ``<master>:<supervisor>:<pid>`` no longer runs."""
+def _worker_gone(worker: str) -> bool:
+    """Whether the worker named ``<master>:<supervisor>:<pid>`` no longer runs: its pid is gone or
+    runs something other than horizon. (A pid reused by another horizon process counts as alive:
+    its jobs then wait for their deadlines, which is safe. No clock is compared: Redis's may differ.)"""
     try:
-        process = psutil.Process(int(worker.rsplit(":", 1)[1]))
-        return process.create_time() > reserved_at + 1  # the pid now runs a later process
+        return not horizon_master_like(psutil.Process(int(worker.rsplit(":", 1)[1])))
     except (psutil.NoSuchProcess, ValueError, IndexError):
         return True
-    except psutil.Error:
-        return False  # it exists (perhaps another user's): not judged
 
 
 def recover_orphans(hz: Horizon, me: str) -> int:
@@ -81,8 +80,8 @@ def recover_orphans(hz: Horizon, me: str) -> int:
     queues = QueueRepository(hz)
     recovered = 0
     for queue in queues.names():
-        for worker, reserved_at in queues.holders(queue, SCAN_LIMIT).items():
-            if worker.split(":", 1)[0] in dead and _worker_gone(worker, reserved_at):
+        for worker in queues.holders(queue, SCAN_LIMIT):
+            if worker.split(":", 1)[0] in dead and _worker_gone(worker):
                 recovered += hz.queue.recover_worker(worker, [queue], running=None)
     if recovered:
         log.warning("put back %d job(s) held by the workers of dead master(s) %s", recovered, ", ".join(sorted(dead)))

@@ -447,7 +447,8 @@ def test_only_the_reservations_of_dead_workers_of_dead_masters_of_this_machine_a
 
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()  # a pid that no longer runs
-    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # a worker still running: a horizon process (its command line says `horizon ... start`)
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "horizon", "start"])
     try:
         host = socket.gethostname()
         masters = MasterRepository(hz)

@@ -77,21 +77,15 @@ class QueueRepository:
     def names(self) -> list[str]:
         return sorted(self.redis.smembers(self.keys.queues()))
 
-    def holders(self, name: str, limit: int = 1000) -> dict[str, float]:
-        """The workers holding reservations on queue ``name`` (its first ``limit``, by deadline),
-        each with the earliest time it reserved one of them (unix seconds)."""
+    def holders(self, name: str, limit: int = 1000) -> set[str]:
+        """The workers holding reservations on queue ``name`` (among its first ``limit``, by deadline)."""
         ids = self.redis.zrange(self.keys.reserved(name), 0, limit - 1)
         if not ids:
-            return {}
+            return set()
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hmget(self.keys.job(job_id), "worker", "reserved_at")
-        holders: dict[str, float] = {}
-        for worker, reserved_at in pipe.execute():
-            if worker:
-                at = float(reserved_at or 0)
-                holders[worker] = min(holders.get(worker, at), at)
-        return holders
+            pipe.hget(self.keys.job(job_id), "worker")
+        return {worker for worker in pipe.execute() if worker}
 
     def exists(self, name: str) -> bool:
         return bool(self.redis.sismember(self.keys.queues(), name))
