@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import psutil
+
 from bench.peers.proxy import RoundTripProxy
 
 T = TypeVar("T")
@@ -64,3 +66,11 @@ class ReplyCuttingProxy(RoundTripProxy):
             self.cuts += 1
             return False
         return super().relay(data, from_client, state)
+
+
+def supervised_workers(master_pid: int) -> list[psutil.Process]:
+    """The workers under a master: children of its supervisors (its own children); [] once it is gone."""
+    try:
+        return [w for sup in psutil.Process(master_pid).children() for w in sup.children()]
+    except psutil.NoSuchProcess:
+        return []

@@ -18,7 +18,6 @@ import bisect
 import contextlib
 import random
 import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from horizon.repositories.queues import ParentTerminal, QueueRepository
 from horizon.repositories.tags import TagRepository
 from tests import chaos_jobs as jobs
 from tests.conftest import Processes
-from tests.helpers import wait_for
+from tests.helpers import supervised_workers, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -178,13 +177,6 @@ def statuses(client: redis.Redis, prefix: str, ids: list[str]) -> dict[str, str 
     return dict(zip(ids, pipe.execute(), strict=True))
 
 
-def workers_of(master: subprocess.Popen) -> list[psutil.Process]:
-    try:
-        return [w for sup in psutil.Process(master.pid).children() for w in sup.children()]
-    except psutil.NoSuchProcess:
-        return []
-
-
 def test_mixed_workload_under_chaos_keeps_every_record_consistent(
     hz, procs: Processes, own_redis: RestartableRedis, prefix: str, capsys, tmp_path: Path
 ):
@@ -193,7 +185,7 @@ def test_mixed_workload_under_chaos_keeps_every_record_consistent(
     log_path = tmp_path / "master.log"
     log_file = log_path.open("w")
     master = procs.horizon("start", stdout=log_file, stderr=log_file)
-    wait_for(lambda: len(workers_of(master)) >= 3, timeout=30, message="no workers")
+    wait_for(lambda: len(supervised_workers(master.pid)) >= 3, timeout=30, message="no workers")
     work, kills, queues = Workload(), 0, QueueRepository(hz)
     master_killed = redis_restarted = paused = resumed = reloaded = False
     start = last_kill = time.monotonic()
@@ -201,7 +193,7 @@ def test_mixed_workload_under_chaos_keeps_every_record_consistent(
         work.one()
         if time.monotonic() - last_kill > 0.3:  # the killer's pacing (not synchronisation)
             last_kill = time.monotonic()
-            if victims := workers_of(master):
+            if victims := supervised_workers(master.pid):
                 with contextlib.suppress(psutil.NoSuchProcess):  # it exited meanwhile (recycled, crashed)
                     random.choice(victims).kill()
                     kills += 1
@@ -209,7 +201,7 @@ def test_mixed_workload_under_chaos_keeps_every_record_consistent(
             paused = retrying(lambda: queues.pause("default")) or True
         if not resumed and elapsed > CHAOS_SECONDS * 0.3:
             resumed = retrying(lambda: queues.resume("default")) or True
-        if not reloaded and elapsed > CHAOS_SECONDS * 0.55 and workers_of(master):
+        if not reloaded and elapsed > CHAOS_SECONDS * 0.55 and supervised_workers(master.pid):
             reloaded = True  # systemctl reload of the running (replacement) master: it execs itself again
             master.send_signal(signal.SIGHUP)
         if not master_killed and elapsed > CHAOS_SECONDS * 0.4:
@@ -225,7 +217,7 @@ def test_mixed_workload_under_chaos_keeps_every_record_consistent(
         time.sleep(random.uniform(0.005, 0.03))  # the dispatcher's pacing
 
     if not reloaded:  # the replacement master came up after the chaos window: reload it now
-        wait_for(lambda: workers_of(master), timeout=30, message="the replacement master has no workers")
+        wait_for(lambda: supervised_workers(master.pid), timeout=30, message="the replacement master has no workers")
         master.send_signal(signal.SIGHUP)
     ids = list(work.expect)
     callbacks_due = 2 * len(work.batches)

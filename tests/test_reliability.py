@@ -26,7 +26,7 @@ from horizon.context import configure, reset
 from horizon.embedded import EmbeddedRedis
 from tests import sample_jobs
 from tests.conftest import ROOT, Processes
-from tests.helpers import wait_for
+from tests.helpers import supervised_workers, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -163,14 +163,6 @@ def test_worker_chaos_loses_nothing(hz, procs, redis_client, prefix, capsys):
 
 
 # --- poison job -------------------------------------------------------------------------------
-def supervised_workers(master_pid: int) -> list[psutil.Process]:
-    """The workers under a master: children of its supervisors (its own children)."""
-    try:
-        return [w for sup in psutil.Process(master_pid).children() for w in sup.children()]
-    except psutil.NoSuchProcess:
-        return []
-
-
 def test_supervised_worker_chaos_with_prefetch_loses_nothing(hz, procs, redis_client, prefix, capsys, config_data):
     """`horizon start` with prefetch 16 and 30 s timeouts, a random worker SIGKILLed every
     200-500 ms: each holds a batch whose windows run past 30 s, and its supervisor puts the batch
