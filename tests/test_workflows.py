@@ -234,3 +234,99 @@ def test_batch_members_and_callbacks_take_their_own_options(hz, redis_client):
     assert redis_client.hget(hz.keys.job(then_id), "queue") == "notify"
     with pytest.raises(ValueError, match="cannot have 'after'"):
         sample_jobs.record.options(after=job_id).call(log, 2)
+
+
+FAILURE = json.dumps({"class": "E", "message": "x", "traceback": ""})
+
+
+def _run_members(hz, failing: str = "") -> None:
+    """Reserve and finish every job waiting on 'default': completed, or failed for good when its
+    payload mentions ``failing``."""
+    while True:
+        job, _ = hz.queue.reserve(["default"])
+        if job is None:
+            return
+        bad = failing and failing in job.payload
+        hz.queue.finish(job, "failed_final" if bad else "completed", 1.0, FAILURE if bad else "")
+
+
+def test_a_batch_retried_to_success_runs_its_then_callback(hz, redis_client):
+    """A batch that finished with a failure cancels its then callback (and what waits for it); a
+    retry that completes the failed member runs it after all, as Laravel's batches do. Before, the
+    then callback stayed cancelled: the batch showed 0 failed and 100% but never ran it."""
+    log = key()
+    callback = lambda what: sample_jobs.record.options(queue="callbacks").call(log, what)  # noqa: E731
+    bid = horizon.batch([sample_jobs.record.call(log, "ok"), sample_jobs.record.call(log, "bad")],
+                        then=callback("then"), catch=callback("catch"), finally_=callback("finally"))
+    b = redis_client.hgetall(hz.keys.batch(bid))
+    after_then = sample_jobs.record.options(queue="callbacks", after=b["then_id"]).dispatch(log, "after-then")
+    _run_members(hz, failing="bad")
+    assert (status(hz, b["then_id"]), status(hz, after_then)) == ("cancelled", "cancelled")
+    assert (status(hz, b["catch_id"]), status(hz, b["finally_id"])) == ("pending", "pending")
+
+    (copy,) = retry_batch(hz, bid)
+    assert (status(hz, b["then_id"]), status(hz, after_then)) == ("scheduled", "scheduled")
+    assert redis_client.zscore(hz.keys.index("pending"), b["then_id"]) is not None
+    _run_members(hz)  # the copy completes
+    assert status(hz, copy) == "completed"
+    assert status(hz, b["then_id"]) == "pending"
+    assert status(hz, after_then) == "scheduled"  # it waits for the then callback to complete
+    callbacks = redis_client.lrange(hz.keys.queue("callbacks"), 0, -1)
+    assert sorted(callbacks) == sorted([b["then_id"], b["catch_id"], b["finally_id"]])  # each once
+    b = redis_client.hgetall(hz.keys.batch(bid))
+    assert (b["pending_jobs"], b["failed_jobs"], b["failed_job_ids"]) == ("0", "0", "[]")
+
+
+def test_a_user_cancel_is_not_undone_by_a_batch_retry(hz, redis_client):
+    log = key()
+    bid = horizon.batch([sample_jobs.record.call(log, "bad")],
+                        then=sample_jobs.record.options(queue="callbacks").call(log, "then"))
+    then_id = redis_client.hget(hz.keys.batch(bid), "then_id")
+    assert hz.scripts.call("cancel", then_id) == 1
+    _run_members(hz, failing="bad")
+    retry_batch(hz, bid)
+    _run_members(hz)
+    assert status(hz, then_id) == "cancelled"
+    assert redis_client.llen(hz.keys.queue("callbacks")) == 0
+
+
+def test_a_callback_the_batch_cancels_cancels_what_waits_for_it(hz, redis_client):
+    """A job chained after a batch's then (the batch failed) or catch (the batch succeeded) is
+    cancelled with it. Before, it stayed 'scheduled' for ever, in no queue."""
+    log = key()
+    callbacks = {"then": sample_jobs.record.call(log, "then"), "catch": sample_jobs.record.call(log, "catch")}
+    failing = horizon.batch([sample_jobs.record.call(log, "bad")], **callbacks)
+    succeeding = horizon.batch([sample_jobs.record.call(log, "good")], **callbacks)
+    waiting = {
+        bid: sample_jobs.record.options(after=redis_client.hget(hz.keys.batch(bid), which)).dispatch(log, "after")
+        for bid, which in ((failing, "then_id"), (succeeding, "catch_id"))
+    }
+    grandchild = sample_jobs.record.options(after=waiting[failing]).dispatch(log, "grandchild")
+    _run_members(hz, failing="bad")
+    assert status(hz, waiting[failing]) == "cancelled" and status(hz, grandchild) == "cancelled"
+    assert status(hz, waiting[succeeding]) == "cancelled"
+
+
+def test_a_queue_retry_retries_failed_batch_members_as_members(hz, redis_client):
+    """``POST queues/{name}/retry`` retries a failed member as retry.lua does: the copy is a
+    member and the batch counts it pending again, so a later batch retry does not copy it a
+    second time. Before, the copy had no batch, the batch kept counting the original failed, and
+    a batch retry ran the member again."""
+    from horizon.repositories.queues import QueueRepository
+
+    log = key()
+    members = [sample_jobs.record.call(log, value) for value in ("bad0", "bad1", "ok")]
+    bid = horizon.batch(members, then=sample_jobs.record.options(queue="callbacks").call(log, "then"))
+    bk = hz.keys.batch(bid)
+    _run_members(hz, failing="bad")
+    assert redis_client.hget(bk, "failed_jobs") == "2"
+    copies = QueueRepository(hz).retry_all("default")
+    assert len(copies) == 2
+    assert {redis_client.hget(hz.keys.job(c), "batch_id") for c in copies} == {bid}
+    b = redis_client.hgetall(bk)
+    assert (b["pending_jobs"], b["failed_jobs"], b["failed_job_ids"]) == ("2", "0", "[]")
+    assert "finished_at" not in b
+    assert retry_batch(hz, bid) == []
+    _run_members(hz)
+    assert redis_client.hget(bk, "pending_jobs") == "0"
+    assert status(hz, b["then_id"]) == "pending"

@@ -253,7 +253,8 @@ local function cancel_waiting(id, reason)
   local h = redis.call('HMGET', jk, 'status', 'queue', 'name')
   if not is_waiting(id, h[1], h[2]) then return false end
   redis.call('ZREM', K.index('pending'), id)
-  redis.call('HSET', jk, 'status', 'cancelled', 'cancelled_at', NOW_TEXT)
+  -- cancelled_by: a workflow did it, so revive_waiting() may undo it (a user's cancel stays)
+  redis.call('HSET', jk, 'status', 'cancelled', 'cancelled_at', NOW_TEXT, 'cancelled_by', 'workflow')
   redis.call('EXPIRE', jk, C.trim.completed)
   event('job:cancelled', id, h[2], h[3], 'cancelled', reason)
   return true
@@ -280,14 +281,41 @@ local function cancel_children(parent)
   end
 end
 
+-- Cancel a waiting job and, transitively, the children waiting for it.
+local function cancel_waiting_tree(id, reason)
+  if cancel_waiting(id, reason) then cancel_children(id) end
+end
+
+-- Undo what a workflow cancelled (a batch retried after it finished with failures cancelled its
+-- then callback): the job waits again, and so do the descendants cancelled with it. A job a user
+-- cancelled (cancel.lua) stays cancelled.
+local function revive_waiting(id)
+  local todo = {id}
+  while #todo > 0 do
+    local jid = table.remove(todo)
+    local jk = K.job(jid)
+    local h = redis.call('HMGET', jk, 'status', 'cancelled_by', 'queue', 'name', 'index')
+    if h[1] == 'cancelled' and h[2] == 'workflow' then
+      redis.call('HSET', jk, 'status', 'scheduled')
+      redis.call('HDEL', jk, 'cancelled_at', 'cancelled_by')
+      redis.call('PERSIST', jk)
+      if h[5] then redis.call('ZADD', K.index('pending'), h[5], jid) end
+      event('job:delayed', jid, h[3], h[4], 'scheduled', {revived = true})
+      local ck = K.children(jid)
+      redis.call('PERSIST', ck)
+      for _, child in ipairs(redis.call('SMEMBERS', ck)) do todo[#todo + 1] = child end
+    end
+  end
+end
+
 -- Every member is done: then (no failures) or catch's cleanup, finally; the batch is kept trim.failed.
 local function batch_finish(bk, cb)
   redis.call('HSET', bk, 'finished_at', NOW_TEXT)
   local failed = tonumber(redis.call('HGET', bk, 'failed_jobs') or '0')
   if cb[1] then
-    if failed == 0 then release_waiting(cb[1]) else cancel_waiting(cb[1], {batch = 'failed'}) end
+    if failed == 0 then release_waiting(cb[1]) else cancel_waiting_tree(cb[1], {batch = 'failed'}) end
   end
-  if cb[2] and failed == 0 then cancel_waiting(cb[2], {batch = 'succeeded'}) end
+  if cb[2] and failed == 0 then cancel_waiting_tree(cb[2], {batch = 'succeeded'}) end
   if cb[3] then release_waiting(cb[3]) end
   redis.call('EXPIRE', bk, C.trim.failed)
 end
@@ -738,8 +766,13 @@ local function encode_list(list)
 end
 
 -- Failed members of batch key bk were retried (count of them; kept: the failed ids not retried):
--- the batch counts them pending again and is no longer finished.
+-- the batch counts them pending again and is no longer finished; a then callback it cancelled
+-- when it finished with failures waits again (it runs if the retried members complete).
 local function batch_reopen(bk, count, kept)
+  if redis.call('HEXISTS', bk, 'finished_at') == 1 then
+    local then_id = redis.call('HGET', bk, 'then_id')
+    if then_id then revive_waiting(then_id) end
+  end
   redis.call('HINCRBY', bk, 'pending_jobs', count)
   redis.call('HINCRBY', bk, 'failed_jobs', -count)
   redis.call('HSET', bk, 'failed_job_ids', encode_list(kept))
@@ -751,7 +784,7 @@ end
 -- original's retried_by list). h is the original's HMGET of RETRY_FIELDS; extra holds further
 -- fields for the copy (e.g. batch_id). Returns nothing; does nothing when the copy exists already.
 local RETRY_FIELDS = {'status', 'name', 'queue', 'payload', 'tags', 'tries', 'timeout', 'backoff', 'type',
-  'retried_by'}
+  'retried_by', 'batch_id'}
 local function retry_copy(id, new_id, h, extra)
   local nk = K.job(new_id)
   -- made already by this same call, run again after its reply was lost (a client's retry)
@@ -770,4 +803,45 @@ local function retry_copy(id, new_id, h, extra)
   retried[#retried + 1] = {id = new_id, status = 'pending', retried_at = NOW}
   redis.call('HSET', K.job(id), 'retried_by', cjson.encode(retried))
   event('job:pending', new_id, h[3], h[2], 'pending', {retry_of = id, batch = extra and extra.batch_id})
+end
+
+-- Retry failed jobs, each {id, new_id, h} (h: the original's HMGET of RETRY_FIELDS). A failed
+-- member that its batch still counts failed is retried as a member: the copy carries the
+-- batch_id, and the batch counts it pending again (one batch_reopen per batch). Any other job
+-- gets a plain copy.
+local function retry_failed(list)
+  local counted = {}  -- batch id -> set of the ids it counts failed (false: no such batch)
+  local retried = {}  -- batch id -> set of the ids retried as its members
+  local batches = {}  -- batch ids in first-retried order
+  for _, r in ipairs(list) do
+    local id, new_id, h = r[1], r[2], r[3]
+    local bid = h[11]
+    local member = false
+    if bid then
+      if counted[bid] == nil then
+        counted[bid] = false
+        if redis.call('EXISTS', K.batch(bid)) == 1 then
+          local set = {}
+          for _, f in ipairs(decode_list(redis.call('HGET', K.batch(bid), 'failed_job_ids'))) do set[f] = true end
+          counted[bid] = set
+        end
+      end
+      member = counted[bid] and counted[bid][id] and not (retried[bid] and retried[bid][id])
+    end
+    if member then
+      retry_copy(id, new_id, h, {batch_id = bid})
+      if not retried[bid] then retried[bid] = {}; batches[#batches + 1] = bid end
+      retried[bid][id] = true
+    else
+      retry_copy(id, new_id, h)
+    end
+  end
+  for _, bid in ipairs(batches) do
+    local bk = K.batch(bid)
+    local kept, count = {}, 0
+    for _, f in ipairs(decode_list(redis.call('HGET', bk, 'failed_job_ids'))) do
+      if retried[bid][f] then count = count + 1 else kept[#kept + 1] = f end
+    end
+    batch_reopen(bk, count, kept)
+  end
 end

@@ -7,18 +7,6 @@ local id, new_id = ARGV[3], ARGV[4]
 local h = redis.call('HMGET', K.job(id), unpack(RETRY_FIELDS))
 if not h[1] then return redis.error_reply('NOT_FOUND job ' .. id .. ' does not exist') end
 if h[1] ~= 'failed' then return redis.error_reply('CONFLICT job ' .. id .. ' is ' .. h[1] .. ', not failed') end
-local bid = redis.call('HGET', K.job(id), 'batch_id')
-local kept, member = {}, false
-if bid and redis.call('EXISTS', K.batch(bid)) == 1 then
-  for _, failed in ipairs(decode_list(redis.call('HGET', K.batch(bid), 'failed_job_ids'))) do
-    if failed == id and not member then member = true else kept[#kept + 1] = failed end
-  end
-end
-if member then
-  retry_copy(id, new_id, h, {batch_id = bid})
-  batch_reopen(K.batch(bid), 1, kept)
-else
-  retry_copy(id, new_id, h)
-end
+retry_failed({{id, new_id, h}})
 flush_clock()
 return new_id
