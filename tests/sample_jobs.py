@@ -45,6 +45,13 @@ def sleep(key: str, seconds: float) -> None:
     _r().rpush(key, "end")
 
 
+@job(name="tests.stamp")
+def stamp(key: str, seconds: float = 0.0) -> None:
+    """Record when this run started (unix time), then take ``seconds``."""
+    _r().rpush(key, time.time())
+    time.sleep(seconds)
+
+
 @job(name="tests.progress")
 def report_progress(key: str) -> None:
     progress(0.5)

@@ -520,6 +520,9 @@ local function reserve(queues, woken_by, count, offset, worker)
   end
   for _, q in ipairs(queues) do
     if not paused(q) and rate_allows(q) then
+      -- a rate limit counts starts, and a job reserved ahead (offset > 0) starts only after the
+      -- ones held: leave this queue, and those after it, to a reservation made when it can start
+      if offset > 0 and C.rl[q] and redis.call('LLEN', K.queue(q)) > 0 then return {'', ''} end
       while true do
         local id = redis.call('RPOP', K.queue(q))
         if not id then break end
@@ -532,25 +535,17 @@ local function reserve(queues, woken_by, count, offset, worker)
             redis.call('RPOP', K.wake(q))
             if woken_by ~= '' then redis.call('LPUSH', K.wake(woken_by), '1') end
           end
-          if (count or 1) > 1 and prefetchable(q) then
+          -- never prefetched from a rate-limited queue: each job is counted when it starts
+          if (count or 1) > 1 and not C.rl[q] and prefetchable(q) then
             local window = offset + timeout + C.grace
             local taken = 0
-            local function add(more_id)
+            -- one pop for the lot (RPOP with a count: Redis 6.2)
+            for _, more_id in ipairs(redis.call('RPOP', K.queue(q), count - 1) or {}) do
               local more_timeout = take(q, more_id, window, true, worker, out)
               if more_timeout then
                 window = window + more_timeout + C.grace
                 taken = taken + 1
               end
-            end
-            if C.rl[q] then  -- rate limited: ask before each start
-              for _ = 2, count do
-                if not rate_allows(q) then break end
-                local more_id = redis.call('RPOP', K.queue(q))
-                if not more_id then break end
-                add(more_id)
-              end
-            else  -- one pop for the lot (RPOP with a count: Redis 6.2)
-              for _, more_id in ipairs(redis.call('RPOP', K.queue(q), count - 1) or {}) do add(more_id) end
             end
             if taken > 0 then redis.call('RPOP', K.wake(q), taken) end
           end
