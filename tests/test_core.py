@@ -349,6 +349,25 @@ def test_delayed_job_starts_on_time(hz, procs, redis_client):
     redis_client.delete(key)
 
 
+def test_a_delayed_job_wakes_an_idle_worker_blocked_past_its_time(hz, procs, redis_client):
+    """An idle worker blocks until the next due time it knew of (else 5 s): a job delayed to an
+    earlier time wakes it to look again. Before, with no master promoting due jobs, each of these
+    started up to 5 s late (the worker had just blocked for 5 s when it was dispatched)."""
+    key = f"delayed-{time.time()}"
+    worker = procs.horizon("work")
+    late = []
+    for n in range(3):
+        job_id = sample_jobs.add.options(delay=0.3).dispatch(key, n, 0)
+        wait_for(lambda n=n: redis_client.llen(key) == n + 1, timeout=15)
+        h = job_hash(hz, job_id)
+        late.append(float(h["reserved_at"]) - float(h["available_at"]))
+    print("delayed jobs started late by", ", ".join(f"{s:.3f}s" for s in late))
+    assert all(0 <= s < 1.0 for s in late), late  # SPEC §6: within a second of their time
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0
+    redis_client.delete(key)
+
+
 def test_unknown_job_name_fails_that_job_and_worker_goes_on(hz, procs, redis_client):
     from horizon.queue import JobSpec
 

@@ -47,7 +47,7 @@ if waiting then
   redis.call('HSET', K.job(parent), 'has_children', '1')  -- finish looks for children only then
 elseif status == 'scheduled' then
   redis.call('HSET', jk, 'available_at', ftime(available_at))
-  redis.call('ZADD', K.delayed(queue), ftime(available_at), id)
+  delay_job(id, queue, available_at)
 else
   enqueue(id, queue)
 end

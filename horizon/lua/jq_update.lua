@@ -15,7 +15,7 @@ if due and not waiting then
   if due > NOW then
     if status == 'pending' then redis.call('LREM', K.queue(queue), 1, id) end
     redis.call('HSET', jk, 'status', 'scheduled', 'available_at', ftime(due))
-    redis.call('ZADD', K.delayed(queue), ftime(due), id)
+    delay_job(id, queue, due)
     status = 'scheduled'
   elseif status == 'scheduled' then
     redis.call('ZREM', K.delayed(queue), id)

@@ -75,6 +75,17 @@ local function enqueue(id, queue)
   end
 end
 
+-- Delay a job until at (unix seconds): into its queue's delayed set. An idle worker blocks until
+-- the next due time it learned when it last looked; when this job is now the queue's first, a
+-- wake-up token makes one worker look again, so the job is not left waiting past its time.
+local function delay_job(id, queue, at)
+  local key = K.delayed(queue)
+  redis.call('ZADD', key, ftime(at), id)
+  if redis.call('ZRANGE', key, 0, 0)[1] == id and redis.call('LLEN', K.wake(queue)) < C.wake_cap then
+    redis.call('LPUSH', K.wake(queue), '1')
+  end
+end
+
 local function cutoff(seconds) return fmt((NOW - seconds) * 1000000) end
 
 local function trim_index(list, seconds)
@@ -239,7 +250,7 @@ local function release_waiting(id)
   if not is_waiting(id, h[1], h[2]) then return end
   local at = tonumber(h[4] or '')
   if at and at > NOW then
-    redis.call('ZADD', K.delayed(h[2]), ftime(at), id)
+    delay_job(id, h[2], at)
   else
     redis.call('HSET', jk, 'status', 'pending')
     enqueue(id, h[2])
@@ -624,7 +635,7 @@ local function push_jobs(first, n)
       if not runnable[queue] then runnable[queue] = {}; queues[#queues + 1] = queue end
       if status == 'scheduled' then
         redis.call('HSET', jk, 'available_at', ftime(available_at))
-        redis.call('ZADD', K.delayed(queue), ftime(available_at), id)
+        delay_job(id, queue, available_at)
       else
         local ids = runnable[queue]
         ids[#ids + 1] = id
@@ -736,7 +747,7 @@ local function finish_one(outcome, id, attempt, runtime_text, detail)
         redis.call('HSET', jk, 'exception', detail)
         if delay > 0 then
           redis.call('HSET', jk, 'status', 'scheduled', 'available_at', ftime(NOW + delay))
-          redis.call('ZADD', K.delayed(queue), ftime(NOW + delay), id)
+          delay_job(id, queue, NOW + delay)
           event('job:delayed', id, queue, name, 'scheduled', {attempts = attempts, delay = delay})
           state = 'scheduled'
         else
