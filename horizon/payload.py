@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import json.scanner
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,7 +43,13 @@ class PayloadError(TypeError):
 
 def _offender(value: Any, path: str) -> tuple[str, str] | None:
     """The first non-JSON value inside ``value`` as (path, description), or None."""
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, (str, bool)):
+        return None
+    if isinstance(value, int):
+        try:
+            str(value)
+        except ValueError:  # over sys.get_int_max_str_digits(): JSON cannot carry it
+            return (path, f"int of more than {sys.get_int_max_str_digits()} digits")
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else (path, f"float {value!r}")
@@ -61,6 +68,27 @@ def _offender(value: Any, path: str) -> tuple[str, str] | None:
                 return found
         return None
     return (path, f"{type(value).__name__} {value!r:.60}")
+
+
+_NESTED = (Mapping, list, tuple)
+
+
+def _has_other_key(data: dict[str, Any]) -> bool:
+    """Whether a dict inside the (encoded, so acyclic) payload has a key that is not a str. The
+    JSON encoder writes an int, float, bool or None key as a string: the job would get {"1": x}
+    for {1: x}, and {1: x, "1": y} would lose a value. Iterative: no recursion limit to meet."""
+    stack: list[Any] = [data["args"], data["kwargs"]]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    return True
+                if isinstance(item, _NESTED):
+                    stack.append(item)
+        else:
+            stack.extend(item for item in value if isinstance(item, _NESTED))
+    return False
 
 
 def _utf8(text: str) -> bool:
@@ -89,6 +117,8 @@ def encode(args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None) ->
         text = _encode(data)
         if not text.isascii() and not _utf8(text):
             text = _ASCII_ENCODER.encode(data)
+        if _has_other_key(data):
+            raise TypeError("a dict key is not a str")
         return text
     except RecursionError:
         raise PayloadError(
@@ -127,9 +157,27 @@ def _loads(text: str) -> Any:
     return json.loads(text)
 
 
+DECODE_HEADROOM = 10_000  # frames added to the recursion limit to decode a deeply nested payload
+
+
+def _loads_deep(text: str) -> Any:
+    """Decode a payload nested deeper than the recursion limit allows here. The dispatcher's check
+    is its own recursion limit at its own stack depth, which may be shallower than a worker's:
+    what it encoded must decode here too."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + DECODE_HEADROOM)
+    try:
+        return _loads(text)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 def decode(text: str) -> tuple[list[Any], dict[str, Any]]:
     """``(args, kwargs)`` from a payload JSON; ValueError names what is malformed."""
-    data = _loads(text)
+    try:
+        data = _loads(text)
+    except RecursionError:
+        data = _loads_deep(text)
     if not isinstance(data, dict):
         raise ValueError("payload is not a JSON object")
     args, kwargs = data.get("args", []), data.get("kwargs", {})

@@ -52,6 +52,15 @@ def stamp(key: str, seconds: float = 0.0) -> None:
     time.sleep(seconds)
 
 
+@job(name="tests.depth")
+def depth(key: str, value: object) -> None:
+    """Record how deeply ``value`` nests lists (counted without recursion)."""
+    n = 0
+    while isinstance(value, list) and value:
+        value, n = value[0], n + 1
+    _r().rpush(key, n)
+
+
 @job(name="tests.progress")
 def report_progress(key: str) -> None:
     progress(0.5)

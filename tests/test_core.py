@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -156,6 +158,54 @@ def test_argument_that_refers_to_itself_is_refused(hz, redis_client, prefix):
     with pytest.raises(PayloadError, match=r"args\[1\].*float nan"):
         sample_jobs.add.dispatch("k", float("nan"), 1)
     assert list(redis_client.scan_iter(match=f"{{{prefix}}}:*")) == []
+
+
+@pytest.mark.parametrize(
+    "value, named",
+    [
+        ({1: "a"}, r"args\[1\] is not JSON-serialisable: dict key 1 of type int"),
+        ({None: 1, "b": 2}, "dict key None of type NoneType"),
+        ({"a": [{"b": {2.5: 3}}]}, r"args\[1\]\['a'\]\[0\]\['b'\] is not JSON-serialisable: dict key 2.5 "),
+        ({1: "a", "1": "b"}, "dict key 1 of type int"),  # would have lost a value
+        (10**5000, r"args\[1\] is not JSON-serialisable: int of more than \d+ digits"),
+    ],
+    ids=["int-key", "none-key", "nested-float-key", "colliding-keys", "huge-int"],
+)
+def test_a_value_json_would_change_or_cannot_write_is_refused_by_name(hz, redis_client, prefix, value, named):
+    """JSON writes an int, float, bool or None dict key as a string: the job would get {"1": "a"}
+    for {1: "a"}, and {1: "a", "1": "b"} would lose "a". Before, such keys went through silently,
+    and an int too long to write was reported without its argument's name."""
+    with pytest.raises(PayloadError, match=named):
+        sample_jobs.record.dispatch("k", value)
+    assert list(redis_client.scan_iter(match=f"{{{prefix}}}:*")) == []
+
+
+def test_a_payload_as_deep_as_dispatch_takes_runs_in_the_worker(hz, procs, redis_client):
+    """Dispatch refuses nesting deeper than its recursion limit allows at its stack depth; the
+    worker decodes at a deeper stack, so a payload just under that limit failed there with
+    RecursionError (an ordinary failed attempt, retried). It now decodes."""
+    from horizon.queue import JobSpec
+
+    key = f"depth-{time.time()}"
+    # the deepest payload an application's top-level code can dispatch
+    probe = (
+        "import sys\nfrom horizon import payload\n"
+        "for n in range(sys.getrecursionlimit(), 0, -1):\n"
+        "    value = []\n"
+        "    for _ in range(n): value = [value]\n"
+        "    try: payload.encode(['k', value])\n"
+        "    except payload.PayloadError: continue\n"
+        "    print(n); break\n"
+    )
+    deepest = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
+    nested = "[" * (deepest + 1) + "]" * (deepest + 1)
+    text = '{"args":["' + key + '",' + nested + '],"kwargs":{}}'
+    (job_id,) = hz.queue.push([JobSpec(name="tests.depth", queue="default", payload=text, tries=1)])
+    result = procs.run("work", "--stop-when-empty")
+    assert result.returncode == 0, result.stderr
+    assert job_hash(hz, job_id)["status"] == "completed", job_hash(hz, job_id).get("exception")
+    assert redis_client.lrange(key, 0, -1) == [str(deepest)]
+    redis_client.delete(key)
 
 
 @pytest.mark.parametrize(
