@@ -3,9 +3,17 @@
 Schedules come from the config's ``schedule:`` list and from the API (stored in Redis by
 :class:`ScheduleRepository`). Every master calls :func:`fire_due` about once a second; each
 occurrence is dispatched by exactly one host: whoever takes the Redis lock for
-(schedule, fire time) with ``SET NX PX``. A per-schedule marker remembers the last time
-considered, so occurrences missed while no master ran are found and follow the schedule's
-``missed`` policy: ``skip`` them, or ``run_once`` (one run for all of them).
+(schedule, fire time) with ``SET NX PX``.
+
+A per-schedule marker holds the last time a master considered the schedule. When a check
+finds ``now - marker <= ON_TIME``, masters kept checking (1 s checks, a slow check, a reload
+gap) and every occurrence in (marker, now] is on time and fires. When ``now - marker >
+ON_TIME``, no master ran for that long (an outage): occurrences in (marker, now - CHECK_SLACK]
+are missed and follow the schedule's ``missed`` policy, ``skip`` (none of them fires) or
+``run_once`` (exactly one run, for the latest of them, besides any on-time occurrence); those
+in (now - CHECK_SLACK, now] are on time. The cost of a check does not grow with the outage.
+At most MAX_RUNS on-time occurrences fire per check; the marker then moves only to the last
+of them, so the rest fire at the next check.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -30,7 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ON_TIME = 5.0  # seconds: an occurrence older than this when first seen counts as missed
+ON_TIME = 5.0  # seconds: a marker older than this means no master checked (an outage)
+CHECK_SLACK = 1.0  # seconds: after an outage, occurrences this recent are still on time (the check period)
 MAX_RUNS = 10  # most on-time occurrences of one schedule dispatched by one call
 LOCK_MS = 120_000  # a fire-time lock outlives any host's view of that occurrence
 
@@ -74,31 +83,57 @@ def occurrences(schedule: ScheduleSettings, after: float) -> Iterator[float]:
         while True:
             yield n * every
             n += 1
-    fields = schedule.cron.split()
-    start = datetime.fromtimestamp(after, ZoneInfo(schedule.timezone))
-    it = croniter(schedule.cron, start, second_at_beginning=len(fields) == 6)
+    it = _croniter(schedule, after)
     while True:
         yield it.get_next(float)
 
 
-def due(schedule: ScheduleSettings, last: float, now: float) -> list[float]:
-    """The occurrences in (last, now] to dispatch now, after the missed policy."""
+def _croniter(schedule: ScheduleSettings, start: float) -> croniter:
+    assert schedule.cron is not None
+    fields = schedule.cron.split()
+    when = datetime.fromtimestamp(start, ZoneInfo(schedule.timezone))
+    return croniter(schedule.cron, when, second_at_beginning=len(fields) == 6)
+
+
+def latest(schedule: ScheduleSettings, until: float) -> float:
+    """The last fire time at or before ``until``, in constant time (no walk from the past)."""
+    if schedule.every is not None:
+        return math.floor(until / schedule.every) * schedule.every
+    it = _croniter(schedule, until)
+    before = it.get_prev(float)  # strictly before ``until``
+    at = next(occurrences(schedule, before))
+    return at if at <= until else before
+
+
+class Plan(NamedTuple):
+    times: list[float]  # fire times to dispatch now, oldest first
+    marker: float  # where the marker moves: now, or the last on-time run when MAX_RUNS cut the list
+
+
+def plan(schedule: ScheduleSettings, last: float, now: float) -> Plan:
+    """What one check at ``now`` dispatches, given the marker ``last`` (see the module docstring)."""
     times: list[float] = []
-    missed: float | None = None
-    for t in occurrences(schedule, last):
+    start = last
+    if now - last > ON_TIME:  # no master checked for a while: an outage
+        start = now - CHECK_SLACK
+        if next(occurrences(schedule, last)) <= start:
+            missed = latest(schedule, start)
+            log.warning("schedule %s: occurrences up to %s were missed (%s)", schedule.name, missed, schedule.missed)
+            if schedule.missed == "run_once":
+                times.append(missed)
+    on_time: list[float] = []
+    for t in occurrences(schedule, start):
         if t > now:
-            break
-        if now - t > ON_TIME:
-            missed = t
-            continue
-        times.append(t)
-        if len(times) >= MAX_RUNS:
-            break
-    if missed is not None:
-        log.warning("schedule %s: occurrences up to %s were missed (%s)", schedule.name, missed, schedule.missed)
-        if schedule.missed == "run_once" and not times:
-            times.append(missed)
-    return times
+            return Plan(times + on_time, now)
+        if len(on_time) == MAX_RUNS:
+            return Plan(times + on_time, on_time[-1])
+        on_time.append(t)
+    raise AssertionError("occurrences() never ends")
+
+
+def due(schedule: ScheduleSettings, last: float, now: float) -> list[float]:
+    """The occurrences to dispatch at ``now`` after the missed policy (``plan(...).times``)."""
+    return plan(schedule, last, now).times
 
 
 class ScheduleRepository:
@@ -206,12 +241,13 @@ def _fire_one(
     if last is None:  # first sight: only an occurrence of the last second is due
         last = now - 1.0
     fired = []
-    for t in due(schedule, last, now):
+    times, marker = plan(schedule, last, now)
+    for t in times:
         spec = job_spec(hz, schedule, t)
         if hz.queue.push_once(spec, repo.lock_task(schedule.name, t), owner, LOCK_MS):
             fired.append(Fired(schedule.name, t, spec.id))
             log.info("schedule %s: dispatched job %s for %s", schedule.name, spec.id, t)
-    repo.advance(schedule.name, now)
+    repo.advance(schedule.name, marker)
     return fired
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from horizon import schedules
 from horizon.config import ScheduleSettings
 from horizon.schedules import ScheduleError, ScheduleRepository, due, fire_due, parse
 from tests.helpers import wait_for
@@ -27,17 +29,85 @@ def sched(**kw) -> ScheduleSettings:
         # 6 fields: seconds first
         (sched(cron="*/2 * * * * *"), "2024-01-01T00:00:00", "2024-01-01T00:00:04", ["00:00:02", "00:00:04"]),
         # 5 fields: minutes
-        (sched(cron="* * * * *"), "2024-01-01T00:00:30", "2024-01-01T00:01:02", ["00:01:00"]),
+        (sched(cron="* * * * *"), "2024-01-01T00:00:58", "2024-01-01T00:01:02", ["00:01:00"]),
         (sched(every=1.5), "2024-01-01T00:00:00", "2024-01-01T00:00:03", ["00:00:01.500000", "00:00:03"]),
-        # missed (older than ON_TIME): skipped, or one run for all of them
+        # missed (an outage: marker older than ON_TIME): skipped, or one run for all of them
         (sched(cron="0 * * * * *", missed="skip"), "2024-01-01T00:00:30", "2024-01-01T00:10:30", []),
         (sched(cron="0 * * * * *", missed="run_once"), "2024-01-01T00:00:30", "2024-01-01T00:10:30", ["00:10:00"]),
         (sched(cron="0 * * * * *", missed="run_once"), "2024-01-01T00:00:30", "2024-01-01T00:10:02", ["00:10:00"]),
+        # masters kept checking (marker at most ON_TIME old, e.g. a slow check): everything since fires
+        (sched(cron="* * * * * *"), "2024-01-01T00:00:00.500", "2024-01-01T00:00:05.500",
+         ["00:00:01", "00:00:02", "00:00:03", "00:00:04", "00:00:05"]),
+        # an outage: what fell due while no master ran is missed, even the last few seconds of it;
+        # the occurrence due within CHECK_SLACK of the restart is on time
+        (sched(cron="* * * * * *", missed="skip"), "2024-01-01T00:00:00.500", "2024-01-01T00:00:10.500",
+         ["00:00:10"]),
+        (sched(cron="* * * * * *", missed="run_once"), "2024-01-01T00:00:00.500", "2024-01-01T00:00:10.500",
+         ["00:00:09", "00:00:10"]),
+        # run_once: exactly one catch-up run, also when an on-time occurrence fires in the same check
+        (sched(cron="0 * * * * *", missed="run_once"), "2024-01-01T00:00:30", "2024-01-01T00:10:00.200",
+         ["00:09:00", "00:10:00"]),
+        (sched(cron="0 * * * * *", missed="skip"), "2024-01-01T00:00:30", "2024-01-01T00:10:00.200", ["00:10:00"]),
+        (sched(every=10, missed="run_once"), "2024-01-01T00:00:00.500", "2024-01-01T00:01:40.500",
+         ["00:01:30", "00:01:40"]),
+        (sched(every=10, missed="skip"), "2024-01-01T00:00:00.500", "2024-01-01T00:01:40.500", ["00:01:40"]),
     ],
 )
 def test_due_occurrences(schedule, last, now, expected):
     got = [datetime.fromtimestamp(t, ZoneInfo("UTC")).time().isoformat() for t in due(schedule, ts(last), ts(now))]
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("schedule", "catch_up"),
+    [
+        (sched(cron="* * * * * *", missed="run_once"), ["2024-06-01T11:59:59"]),
+        (sched(cron="* * * * *", missed="run_once"), ["2024-06-01T11:59:00"]),
+        (sched(every=1, missed="run_once"), ["2024-06-01T11:59:59"]),
+        (sched(cron="* * * * * *", missed="skip"), []),
+    ],
+    ids=["per-second", "cron-5", "every", "skip"],
+)
+def test_catch_up_cost_does_not_grow_with_the_outage(schedule, catch_up):
+    now = ts("2024-06-01T12:00:00.500")
+    for outage in (3600, 7 * 86400, 366 * 86400):  # walking a week of seconds took ~13 s
+        started = time.perf_counter()
+        got = due(schedule, now - outage, now)
+        assert time.perf_counter() - started < 0.5, f"{outage} s outage"
+        assert got == [ts(t) for t in [*catch_up, "2024-06-01T12:00:00"]]
+
+
+def test_an_outage_fires_one_catch_up_run_and_then_every_second(hz, redis_client):
+    ScheduleRepository(hz).save(parse({"name": "tick", "job": "tests.noop", "cron": "* * * * * *",
+                                       "queue": "sched", "missed": "run_once"}))
+    ScheduleRepository(hz).save(parse({"name": "other", "job": "tests.noop", "every": 1, "queue": "sched"}))
+    now = 1_800_000_000.2
+    ScheduleRepository(hz).advance("tick", now - 7 * 86400)  # a week without a master
+    ScheduleRepository(hz).advance("other", now - 1)
+    started = time.perf_counter()
+    first = fire_due(hz, now, owner="a")
+    assert time.perf_counter() - started < 1.0  # the week-old marker does not hold up "other"
+    assert sorted((f.schedule, f.fire_time) for f in first) == [
+        ("other", 1_800_000_000.0), ("tick", 1_799_999_999.0), ("tick", 1_800_000_000.0)
+    ]
+    second = fire_due(hz, now + 1, owner="a")
+    assert sorted((f.schedule, f.fire_time) for f in second) == [("other", 1_800_000_001.0), ("tick", 1_800_000_001.0)]
+
+
+def test_a_check_cut_by_max_runs_leaves_the_rest_for_the_next_check(hz, redis_client, monkeypatch):
+    # with every >= 1 s no check reaches MAX_RUNS (10); lower it to see what happens when one does
+    monkeypatch.setattr(schedules, "MAX_RUNS", 2)
+    ScheduleRepository(hz).save(parse({"name": "each", "job": "tests.noop", "every": 1, "queue": "sched"}))
+    now = 1_800_000_000.5
+    ScheduleRepository(hz).advance("each", now - 4)  # 1_799_999_997 .. 1_800_000_000 are due
+    first = [f.fire_time for f in fire_due(hz, now, owner="a")]
+    assert first == [1_799_999_997.0, 1_799_999_998.0]
+    assert ScheduleRepository(hz).markers(["each"]) == [1_799_999_998.0]
+    second = [f.fire_time for f in fire_due(hz, now + 1, owner="a")]
+    assert second == [1_799_999_999.0, 1_800_000_000.0]
+    third = [f.fire_time for f in fire_due(hz, now + 1.5, owner="a")]
+    assert third == [1_800_000_001.0, 1_800_000_002.0]
+    assert _fired(redis_client, hz) == [1_799_999_997.0 + i for i in range(6)]
 
 
 def test_cron_is_evaluated_in_the_schedule_timezone():
