@@ -13,7 +13,9 @@ are missed and follow the schedule's ``missed`` policy, ``skip`` (none of them f
 ``run_once`` (exactly one run, for the latest of them, besides any on-time occurrence); those
 in (now - CHECK_SLACK, now] are on time. The cost of a check does not grow with the outage.
 At most MAX_RUNS on-time occurrences fire per check; the marker then moves only to the last
-of them, so the rest fire at the next check.
+of them, so the rest fire at the next check. A cron with a fixed hour (its hour field does not
+start with ``*``) fires once at a wall-clock time repeated when DST ends (the first instance);
+one with ``*`` in the hour field fires at both (as Vixie cron does).
 """
 
 from __future__ import annotations
@@ -85,7 +87,9 @@ def occurrences(schedule: ScheduleSettings, after: float) -> Iterator[float]:
             n += 1
     it = _croniter(schedule, after)
     while True:
-        yield it.get_next(float)
+        t = it.get_next(float)
+        if not _repeated(schedule, t):
+            yield t
 
 
 def _croniter(schedule: ScheduleSettings, start: float) -> croniter:
@@ -95,12 +99,25 @@ def _croniter(schedule: ScheduleSettings, start: float) -> croniter:
     return croniter(schedule.cron, when, second_at_beginning=len(fields) == 6)
 
 
+def _repeated(schedule: ScheduleSettings, t: float) -> bool:
+    """True for the second instance of a wall-clock time repeated when DST ends, if the cron's
+    hour is fixed (its hour field does not start with ``*``): such a job fires once."""
+    assert schedule.cron is not None
+    fields = schedule.cron.split()
+    if fields[2 if len(fields) == 6 else 1].startswith("*"):
+        return False
+    local = datetime.fromtimestamp(t, ZoneInfo(schedule.timezone))
+    return local.fold == 1 and local.utcoffset() != local.replace(fold=0).utcoffset()
+
+
 def latest(schedule: ScheduleSettings, until: float) -> float:
     """The last fire time at or before ``until``, in constant time (no walk from the past)."""
     if schedule.every is not None:
         return math.floor(until / schedule.every) * schedule.every
     it = _croniter(schedule, until)
     before = it.get_prev(float)  # strictly before ``until``
+    while _repeated(schedule, before):
+        before = it.get_prev(float)
     at = next(occurrences(schedule, before))
     return at if at <= until else before
 

@@ -11,7 +11,7 @@ import pytest
 
 from horizon import schedules
 from horizon.config import ScheduleSettings
-from horizon.schedules import ScheduleError, ScheduleRepository, due, fire_due, parse
+from horizon.schedules import ScheduleError, ScheduleRepository, due, fire_due, occurrences, parse
 from tests.helpers import wait_for
 
 
@@ -115,6 +115,57 @@ def test_cron_is_evaluated_in_the_schedule_timezone():
     got = due(paris, ts("2024-07-01T02:59:58", "Europe/Paris"), ts("2024-07-01T03:00:01", "Europe/Paris"))
     assert got == [ts("2024-07-01T03:00:00", "Europe/Paris")]
     assert got == [ts("2024-07-01T01:00:00")]  # 01:00 UTC in summer
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def berlin(text: str, fold: int = 0) -> float:
+    """A Berlin wall-clock time; ``fold=1`` is the second 02:xx of 2027-10-31 (CET, after DST ends)."""
+    return datetime.fromisoformat(text).replace(tzinfo=BERLIN, fold=fold).timestamp()
+
+
+def berlin_times(times: list[float]) -> list[str]:
+    return [datetime.fromtimestamp(t, BERLIN).isoformat() for t in times]
+
+
+@pytest.mark.parametrize(
+    ("cron", "expected"),
+    [
+        # a fixed hour fires once on the repeated wall-clock time: the first instance (CEST)
+        ("30 2 * * *", ["2027-10-31T02:30:00+02:00", "2027-11-01T02:30:00+01:00"]),
+        ("0 30 2 * * *", ["2027-10-31T02:30:00+02:00", "2027-11-01T02:30:00+01:00"]),
+        ("30 1-3 * * *", ["2027-10-31T01:30:00+02:00", "2027-10-31T02:30:00+02:00", "2027-10-31T03:30:00+01:00"]),
+        # an hour field starting with '*' fires at both instances
+        ("0 * * * *", ["2027-10-31T01:00:00+02:00", "2027-10-31T02:00:00+02:00", "2027-10-31T02:00:00+01:00",
+                       "2027-10-31T03:00:00+01:00"]),
+        ("30 */2 * * *", ["2027-10-31T02:30:00+02:00", "2027-10-31T02:30:00+01:00", "2027-10-31T04:30:00+01:00"]),
+    ],
+)
+def test_dst_fall_back_fires_a_fixed_hour_once(cron, expected):
+    schedule = sched(cron=cron, timezone="Europe/Berlin")
+    got = occurrences(schedule, berlin("2027-10-31T00:59:00"))
+    assert berlin_times([next(got) for _ in expected]) == expected
+
+
+def test_dst_fall_back_checks_around_the_repeated_hour():
+    nightly = sched(cron="30 2 * * *", timezone="Europe/Berlin", missed="run_once")
+    first, second = berlin("2027-10-31T02:30:00"), berlin("2027-10-31T02:30:00", fold=1)
+    assert second - first == 3600
+    # masters checking each second through both passes of 02:30 fire it once
+    assert due(nightly, first - 0.5, first + 0.5) == [first]
+    assert due(nightly, second - 0.5, second + 0.5) == []
+    assert [t for t in (first, second) if due(nightly, t - 3, t + 1)] == [first]
+    # the next run after the first pass is the next day's, not the second pass
+    assert berlin_times([next(occurrences(nightly, first))]) == ["2027-11-01T02:30:00+01:00"]
+    assert berlin_times([next(occurrences(nightly, berlin("2027-10-31T02:10:00", fold=1)))]) == [
+        "2027-11-01T02:30:00+01:00"
+    ]
+    # an outage across both passes: the catch-up run is the first pass's occurrence
+    assert due(nightly, berlin("2027-10-30T12:00:00"), berlin("2027-10-31T02:45:00", fold=1)) == [first]
+    hourly = sched(cron="0 * * * *", timezone="Europe/Berlin")
+    for t in (berlin("2027-10-31T02:00:00"), berlin("2027-10-31T02:00:00", fold=1)):
+        assert due(hourly, t - 0.5, t + 0.5) == [t]
 
 
 def test_invalid_schedules_name_the_field():
