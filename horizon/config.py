@@ -269,7 +269,10 @@ class _Ctx:
 
 
 def _short_repr(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's digit limit for str()
+        return f"an integer of {value.bit_length()} bits"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -320,6 +323,9 @@ def _int_expectation(minimum: int | None, maximum: int | None) -> str:
     return "expected an integer"
 
 
+MAX_INT = 2**63 - 1  # an integer key's implicit maximum: what Redis and the OS take
+
+
 def _int(
     ctx: _Ctx, value: Any, path: str, *, minimum: int | None = None, maximum: int | None = None
 ) -> int:
@@ -334,6 +340,8 @@ def _int(
         raise ctx.error(path, expected, value)
     if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
         raise ctx.error(path, expected, value)
+    if number > MAX_INT:
+        raise ctx.error(path, f"{expected} (at most {MAX_INT})", value)
     return number
 
 
@@ -352,7 +360,10 @@ def _number(
             raise ctx.error(path, expected, value) from None
     if isinstance(number, bool) or not isinstance(number, int | float):
         raise ctx.error(path, expected, value)
-    number = float(number)
+    try:
+        number = float(number)
+    except OverflowError:  # an int beyond any float
+        raise ctx.error(path, expected, value) from None
     if not math.isfinite(number):
         raise ctx.error(path, expected, value)
     if minimum is not None and (number <= minimum if exclusive else number < minimum):
@@ -1001,6 +1012,17 @@ class _Loader(yaml.SafeLoader):
                     key_node.start_mark,
                 )
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            raise yaml.constructor.ConstructorError(
+                None, None, "integer with too many digits", node.start_mark
+            ) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
 def _read_yaml(file: str, abspath: str) -> Any:
