@@ -233,8 +233,6 @@ def schedule() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def schedule_list(settings: Settings, as_json: bool) -> None:
     """List every schedule with its source and next run time."""
-    from datetime import UTC, datetime
-
     from horizon.schedules import describe
 
     rows = describe(connected(settings))
@@ -245,8 +243,18 @@ def schedule_list(settings: Settings, as_json: bool) -> None:
         click.echo("no schedules")
     for row in rows:
         when = row["cron"] or f"every {row['every']:g}s"
-        nxt = datetime.fromtimestamp(row["next_run_at"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        nxt = _utc(row["next_run_at"])
         click.echo(f"{row['name']:<24} {when:<20} {row['job']:<32} {row['source']:<6} next {nxt}")
+
+
+def _utc(when: float) -> str:
+    """A unix time as UTC text; the bare number when it is beyond what datetime shows."""
+    from datetime import UTC, datetime
+
+    try:
+        return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return f"{when!r} (unix time)"
 
 
 @schedule.command(name="run")

@@ -346,11 +346,18 @@ def _int(
 
 
 def _number(
-    ctx: _Ctx, value: Any, path: str, *, minimum: float | None = None, exclusive: bool = False
+    ctx: _Ctx,
+    value: Any,
+    path: str,
+    *,
+    minimum: float | None = None,
+    exclusive: bool = False,
+    maximum: float | None = None,
+    expected: str | None = None,
 ) -> float:
-    if minimum is None:
+    if expected is None and minimum is None:
         expected = "expected a number"
-    else:
+    elif expected is None:
         expected = f"expected a number {'>' if exclusive else '>='} {minimum:g}"
     number = value
     if isinstance(value, _Expanded):
@@ -367,6 +374,8 @@ def _number(
     if not math.isfinite(number):
         raise ctx.error(path, expected, value)
     if minimum is not None and (number <= minimum if exclusive else number < minimum):
+        raise ctx.error(path, expected, value)
+    if maximum is not None and number > maximum:
         raise ctx.error(path, expected, value)
     return number
 
@@ -856,6 +865,7 @@ def _queue_settings(ctx: _Ctx, value: Any) -> dict[str, QueueSettings]:
 
 
 _SCHEDULE_KEYS = ("name", "job", "cron", "every", "args", "kwargs", "queue", "timezone", "missed")
+MIN_EVERY, MAX_EVERY = 1, 366 * 86400  # seconds: a schedule's ``every`` bounds
 
 
 def _cron(ctx: _Ctx, value: Any, path: str) -> str | None:
@@ -869,6 +879,10 @@ def _cron(ctx: _Ctx, value: Any, path: str) -> str | None:
 
         if not croniter.is_valid(cron, second_at_beginning=len(cron.split()) == 6):
             raise ctx.error(path, expected + " (a field is out of range or malformed)", value)
+        try:  # valid fields can still name a date that never comes (30 February)
+            croniter(cron, 0.0, second_at_beginning=len(cron.split()) == 6).get_next(float)
+        except ValueError:
+            raise ctx.error(path, expected + " matching some date", value) from None
     return cron
 
 
@@ -884,7 +898,10 @@ def _schedule_entry(ctx: _Ctx, value: Any, path: str) -> ScheduleSettings:
     cron = _cron(ctx, data.get("cron"), _join(path, "cron"))
     every = None
     if data.get("every") is not None:
-        every = _number(ctx, data["every"], _join(path, "every"), minimum=0, exclusive=True)
+        expected = f"expected a number of seconds from {MIN_EVERY} to {MAX_EVERY} (366 days)"
+        every = _number(
+            ctx, data["every"], _join(path, "every"), minimum=MIN_EVERY, maximum=MAX_EVERY, expected=expected
+        )
     if (cron is None) == (every is None):
         raise ctx.error(path, "expected exactly one of 'cron' or 'every'")
     args_path = _join(path, "args")

@@ -273,9 +273,11 @@ def describe(hz: Horizon, now: float | None = None) -> list[dict[str, Any]]:
     now = time.time() if now is None else now
     pairs = all_schedules(hz)
     markers = ScheduleRepository(hz).markers([s.name for s, _ in pairs])
-    out = []
-    for (schedule, source), last in zip(pairs, markers, strict=True):
-        data = to_dict(schedule)
-        data.update(source=source, last_considered=last, next_run_at=next(occurrences(schedule, now)))
-        out.append(data)
-    return out
+    return [row(schedule, source, last, now) for (schedule, source), last in zip(pairs, markers, strict=True)]
+
+
+def row(schedule: ScheduleSettings, source: str, last: float | None, now: float) -> dict[str, Any]:
+    """One schedule as :func:`describe` lists it."""
+    data = to_dict(schedule)
+    data.update(source=source, last_considered=last, next_run_at=next(occurrences(schedule, now)))
+    return data

@@ -8,6 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from horizon import schedules
 from horizon.config import ScheduleSettings
@@ -232,3 +233,22 @@ def test_schedule_list_and_run_commands(per_second, hz, procs, redis_client):
     wait_for(lambda: len(_fired(redis_client, hz)) >= 4, timeout=30)
     fired = _fired(redis_client, hz)
     assert len(fired) == len(set(fired))
+
+
+def test_schedule_list_text_survives_stored_schedules_an_older_version_accepted(per_second, hz, procs, redis_client):
+    for name, every in (("tiny", 1e-300), ("far", 1e12)):
+        redis_client.hset(hz.keys.schedules(), name, json.dumps({"name": name, "job": "tests.noop", "every": every}))
+    ScheduleRepository(hz).save(parse({"name": "yearly", "job": "tests.noop", "every": 31_622_400}))
+    out = procs.run("schedule", "list")
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert [line.split()[0] for line in out.stdout.splitlines()] == ["tick", "yearly"]
+    assert "every 3.16224e+07s" in out.stdout and " UTC" in out.stdout
+
+
+def test_a_huge_every_in_the_config_is_a_one_line_usage_error(config_data, procs):
+    config_data["schedule"] = [{"name": "s", "job": "tests.noop", "every": 10**400}]
+    procs.config.write_text(yaml.safe_dump(config_data))
+    out = procs.run("schedule", "list")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith(f"horizon: {procs.config}: schedule[0].every: expected a number of seconds from 1 to")
+    assert len(out.stderr.strip().splitlines()) == 1

@@ -191,7 +191,7 @@ SCHEMAS: dict[str, Any] = {
             "name": STR,
             "job": STR,
             "cron": {"type": "string", "description": "5 fields, or 6 with seconds first"},
-            "every": {"type": "number", "exclusiveMinimum": 0},
+            "every": {"type": "number", "minimum": 1, "maximum": 31622400, "description": "seconds (at most 366 days)"},
             "args": {"type": "array"},
             "kwargs": {"type": "object"},
             "queue": STR,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Blueprint, jsonify, url_for
 from flask.typing import ResponseReturnValue
 
 from horizon import jobs
-from horizon.schedules import ScheduleError, ScheduleRepository, describe, parse
+from horizon.schedules import ScheduleError, ScheduleRepository, describe, parse, row
 from web import params
 from web.errors import ApiError, bad_request, conflict, not_found, unprocessable
 from web.services import services
@@ -17,9 +18,9 @@ bp = Blueprint("api_schedules", __name__)
 
 
 def _row(name: str) -> dict[str, Any]:
-    for row in describe(services().hz):
-        if row["name"] == name:
-            return row
+    for found in describe(services().hz):
+        if found["name"] == name:
+            return found
     raise not_found(f"schedule {name} does not exist")
 
 
@@ -46,9 +47,13 @@ def store() -> ResponseReturnValue:
         raise unprocessable(f"job: {exc}") from None
     if any(c.name == schedule.name for c in s.settings.schedule):
         raise conflict(f"schedule {schedule.name} is defined in the config file")
-    if not ScheduleRepository(s.hz).save(schedule):
+    repo = ScheduleRepository(s.hz)
+    # the reply is built before saving: a schedule the reply cannot describe is not stored
+    reply = row(schedule, "api", repo.markers([schedule.name])[0], time.time())
+    location = url_for(".show", name=schedule.name)
+    if not repo.save(schedule):
         raise conflict(f"schedule {schedule.name} already exists; delete it first")
-    return _row(schedule.name), 201, {"Location": url_for(".show", name=schedule.name)}
+    return reply, 201, {"Location": location}
 
 
 @bp.delete("/schedules/<name>")
