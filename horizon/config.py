@@ -866,6 +866,11 @@ def _queue_settings(ctx: _Ctx, value: Any) -> dict[str, QueueSettings]:
 
 _SCHEDULE_KEYS = ("name", "job", "cron", "every", "args", "kwargs", "queue", "timezone", "missed")
 MIN_EVERY, MAX_EVERY = 1, 366 * 86400  # seconds: a schedule's ``every`` bounds
+MAX_SCHEDULE_NAME = 200
+# a schedule name is a path segment of the API (/schedules/<name>) and part of Redis keys
+_SCHEDULE_NAME = re.compile(rf"[^/\x00-\x1f\x7f-\x9f\ud800-\udfff]{{1,{MAX_SCHEDULE_NAME}}}")
+SCHEDULE_NAME_RULE = (f"1 to {MAX_SCHEDULE_NAME} characters, none of them '/', a control character "
+                      "or a lone surrogate")
 
 
 def _cron(ctx: _Ctx, value: Any, path: str) -> str | None:
@@ -886,6 +891,14 @@ def _cron(ctx: _Ctx, value: Any, path: str) -> str | None:
     return cron
 
 
+def _schedule_name(ctx: _Ctx, value: Any, path: str) -> str:
+    expected = f"expected a schedule name ({SCHEDULE_NAME_RULE})"
+    name = value.strip() if isinstance(value, str) else value
+    if not isinstance(name, str) or not _SCHEDULE_NAME.fullmatch(name):
+        raise ctx.error(path, expected, value)
+    return str(name)
+
+
 def _schedule_entry(ctx: _Ctx, value: Any, path: str) -> ScheduleSettings:
     if not isinstance(value, Mapping):
         raise ctx.error(path, "expected a mapping", value)
@@ -893,7 +906,7 @@ def _schedule_entry(ctx: _Ctx, value: Any, path: str) -> ScheduleSettings:
     for required in ("name", "job"):
         if required not in data:
             raise ctx.error(_join(path, required), "required key is missing")
-    name = _str(ctx, data["name"], _join(path, "name")).strip()
+    name = _schedule_name(ctx, data["name"], _join(path, "name"))
     job = _job_name(ctx, data["job"], _join(path, "job"))
     cron = _cron(ctx, data.get("cron"), _join(path, "cron"))
     every = None

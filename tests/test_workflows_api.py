@@ -175,8 +175,11 @@ def test_schedule_routes(hz, client):
         ({"every": 10**400}, "every"),  # an int beyond any float
         ({"every": 1e12}, "every"),  # next_run_at beyond what datetime shows
         ({"every": 0.5}, "every"),
+        ({"name": "a/b"}, "name"),  # routes take <name>: it could never be shown or deleted
+        ({"name": "a\nb"}, "name"),
+        ({"name": "n" * 201}, "name"),
     ],
-    ids=["every-tiny", "every-huge-int", "every-1e12", "every-half"],
+    ids=["every-tiny", "every-huge-int", "every-1e12", "every-half", "name-slash", "name-newline", "name-long"],
 )
 def test_an_invalid_schedule_is_refused_and_not_saved(hz, client, body, field):
     schedule = {"name": "bad", "job": "tests.noop", "every": 5, **body}
@@ -186,8 +189,8 @@ def test_an_invalid_schedule_is_refused_and_not_saved(hz, client, body, field):
     assert get(client, "/schedules") == []
 
 
-def test_schedule_bounds_that_are_accepted(hz, client):
-    name = "yearly"
+def test_schedule_bounds_and_names_that_are_accepted(hz, client):
+    name = "nightly report ü" + "n" * 184  # 200 characters, spaces and non-ASCII allowed
     created = post(client, "/schedules", {"name": name, "job": "tests.noop", "every": 31622400}, status=201)
     assert created["every"] == 31622400 and created["next_run_at"] > 0
     assert get(client, "/schedules/" + name)["name"] == name

@@ -178,6 +178,8 @@ def test_invalid_schedules_name_the_field():
         parse({"name": "x", "job": "tests.noop", "every": 5, "missed": "sometimes"})
     with pytest.raises(ScheduleError, match="timezone"):
         parse({"name": "x", "job": "tests.noop", "every": 5, "timezone": "Mars/Olympus"})
+    with pytest.raises(ScheduleError, match="^name: expected a schedule name .*lone surrogate"):
+        parse({"name": "x\ud800", "job": "tests.noop", "every": 5})  # the API's JSON parser refuses it already
 
 
 def test_one_occurrence_is_dispatched_once_by_concurrent_callers(hz, redis_client):

@@ -188,7 +188,8 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["name", "job"],
         "properties": {
-            "name": STR,
+            "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[^/\x00-\x1f\x7f-\x9f]+$",
+                     "description": "no '/', control character or lone surrogate"},
             "job": STR,
             "cron": {"type": "string", "description": "5 fields, or 6 with seconds first"},
             "every": {"type": "number", "minimum": 1, "maximum": 31622400, "description": "seconds (at most 366 days)"},
