@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from horizon.config import ConfigError, Settings, load_config
+from horizon.schedules import MAX_CHECK_INTERVAL
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -257,9 +258,18 @@ def _utc(when: float) -> str:
         return f"{when!r} (unix time)"
 
 
+def _not_nan(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if value != value:  # nan passes FloatRange's comparisons
+        raise click.BadParameter("nan is not a number of seconds")
+    return value
+
+
 @schedule.command(name="run")
 @common
-@click.option("--interval", type=float, default=1.0, show_default=True, help="seconds between checks")
+@click.option(
+    "--interval", type=click.FloatRange(0.1, MAX_CHECK_INTERVAL), default=1.0, show_default=True, callback=_not_nan,
+    help=f"seconds between checks (0.1 to {MAX_CHECK_INTERVAL:g}: a longer gap counts as an outage)",
+)
 def schedule_run(settings: Settings, interval: float) -> None:
     """Fire due schedules in the foreground without a master (debugging; safe beside masters)."""
     import logging

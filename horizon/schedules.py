@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 ON_TIME = 5.0  # seconds: a marker older than this means no master checked (an outage)
 CHECK_SLACK = 1.0  # seconds: after an outage, occurrences this recent are still on time (the check period)
+MAX_CHECK_INTERVAL = ON_TIME - CHECK_SLACK  # longest period between checks that loses nothing, even late
 MAX_RUNS = 10  # most on-time occurrences of one schedule dispatched by one call
 LOCK_MS = 120_000  # a fire-time lock outlives any host's view of that occurrence
 

@@ -254,3 +254,18 @@ def test_a_huge_every_in_the_config_is_a_one_line_usage_error(config_data, procs
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith(f"horizon: {procs.config}: schedule[0].every: expected a number of seconds from 1 to")
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("interval", ["0", "-1", "nan", "inf", "4.5", "6", "60"])
+def test_schedule_run_refuses_an_interval_that_would_lose_occurrences(per_second, procs, interval):
+    out = procs.run("schedule", "run", "--interval", interval, timeout=20)  # 6 and 60 used to run, dropping runs
+    assert out.returncode == 2, out.stderr
+    assert "Invalid value for '--interval'" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_schedule_run_with_the_longest_interval_fires_every_occurrence(per_second, hz, procs, redis_client):
+    procs.horizon("schedule", "run", "--interval", str(schedules.MAX_CHECK_INTERVAL))
+    wait_for(lambda: len(_fired(redis_client, hz)) >= 12, timeout=40)  # three checks or more
+    fired = _fired(redis_client, hz)
+    assert fired == [fired[0] + i for i in range(len(fired))], fired
