@@ -14,6 +14,7 @@ from horizon.context import Horizon
 from horizon.queue import JobConflict, JobNotFound, JobSpec
 from horizon.repositories.jobs import JobRepository
 from horizon.repositories.metrics import MetricsRepository, percentile
+from horizon.repositories.queues import QueueRepository
 from horizon.repositories.tags import TagRepository
 from horizon.repositories.workload import WorkloadRepository
 from tests.helpers import wait_for
@@ -142,9 +143,15 @@ def test_finished_jobs_expire_and_indexes_trim(hz, redis_client):
     assert redis_client.ttl(short.keys.job(waiting[0])) == -1  # pending jobs never expire
     wait_for(lambda: not redis_client.exists(short.keys.job(done[0])), timeout=5)
     wait_for(lambda: not redis_client.exists(short.keys.job(done[2])), timeout=6)
+    queues = QueueRepository(short)
+    counts = queues.detail("default")
+    assert (counts["completed"], counts["failed"]) == (2, 1)
     short.queue.maintain()
     for name in ("recent", "pending", "completed", "failed", "recent_failed"):
         assert repo.page(name) == ([], 0), name
+    # the queue's own counts too (GET queues/{name}): before, an idle queue kept them for ever
+    counts = queues.detail("default")
+    assert (counts["completed"], counts["failed"]) == (0, 0)
     assert redis_client.exists(short.keys.job(waiting[0]))
     assert redis_client.llen(short.keys.queue("other")) == 1
 
@@ -213,6 +220,20 @@ def test_queue_with_max_runtime_and_throughput_read_the_latest_snapshot(hz):
         assert metrics.queue_with_max_runtime() == expected
         assert metrics.queue_with_max_throughput() == expected
     assert len(metrics.queue_snapshots("slow")) == 24
+
+
+def test_a_queue_without_a_snapshot_compares_its_runtime_in_the_snapshots_unit(hz):
+    """A queue with no snapshot yet competes with its current interval's runtime: in seconds, as
+    snapshots hold it. Before, that was milliseconds, so any such queue beat every snapshotted one
+    by a factor of 1000 (10 ms jobs 'slower' than 200 ms ones)."""
+    metrics = MetricsRepository(hz)
+    push(hz, 2, queue="slow")
+    run(hz, 2, queues=("slow",), runtime=200.0)
+    metrics.snapshot()
+    push(hz, 2, queue="fast")
+    run(hz, 2, queues=("fast",), runtime=10.0)
+    assert metrics.queue_snapshots("fast") == []
+    assert metrics.queue_with_max_runtime() == "slow"
 
 
 def test_jobs_per_minute_counts_the_last_sixty_seconds(hz, redis_client):

@@ -104,7 +104,8 @@ class MetricsRepository:
         return round(int(current or 0) + int(previous or 0) * (1 - elapsed), 2)
 
     def _queue_figure(self, field: str) -> str | None:
-        """Measured queue with the largest ``field`` in its latest snapshot (current interval if none)."""
+        """Measured queue with the largest ``field`` in its latest snapshot (current interval if none).
+        A snapshot's runtime is in seconds; the current interval's sum is in milliseconds."""
         queues = self.measured_queues()
         pipe = self.redis.pipeline(transaction=False)
         for q in queues:
@@ -118,7 +119,7 @@ class MetricsRepository:
                 value = float(json.loads(latest[0]).get(field) or 0)
             else:
                 count = int(throughput or 0)
-                value = float(count if field == "throughput" else (float(runtime or 0) / count if count else 0))
+                value = float(count if field == "throughput" else (float(runtime or 0) / count / 1000 if count else 0))
             if value > best_value:
                 best, best_value = q, value
         return best
