@@ -59,8 +59,9 @@ class Services:
 
     @cached_property
     def workload(self) -> Any:
-        cls = _load("horizon.repositories.workload", "WorkloadRepository")
-        return cls(self.hz, processes_by_queue=self.processes_by_queue)
+        # its own reading of the supervisors' records keeps a multi-queue pool whole ("a,b" with
+        # split_queues); processes_by_queue() below counts such a pool for each of its queues
+        return _load("horizon.repositories.workload", "WorkloadRepository")(self.hz)
 
     @cached_property
     def queues(self) -> Any:
