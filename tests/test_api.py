@@ -31,6 +31,21 @@ def check_job(job: dict) -> None:
         assert job[field] is None or isinstance(job[field], NUMBER), field
 
 
+def test_workload_shows_a_multi_queue_pool_once(hz, client):  # noqa: F811
+    """GET workload lists a pool serving several queues (balance: false) as one "a,b" entry with
+    split_queues, and its processes once. Before, the API split it into one entry per queue, each
+    with the whole pool's processes (6 for a pool of 3)."""
+    from horizon.repositories.supervisors import SupervisorRepository
+
+    SupervisorRepository(hz).update({"name": "host-1:supervisor-1", "processes": {"redis:a,b": 3, "redis:c": 1}})
+    sample_jobs.noop.options(queue="a").dispatch_many([((), {})] * 2)
+    rows = {row["name"]: row for row in get(client, "/workload")}
+    assert set(rows) == {"a,b", "c"}
+    assert rows["a,b"]["processes"] == 3 and rows["a,b"]["length"] == 2
+    assert [q["name"] for q in rows["a,b"]["split_queues"]] == ["a", "b"]
+    assert get(client, "/queues/a")["processes"] == 3  # one queue's own view: the pool serves it
+
+
 @pytest.fixture
 def master(procs, proc_env):
     proc_env.update(FAST)
@@ -131,14 +146,19 @@ def test_pending_includes_scheduled_and_failed_by_tag(hz, client):  # noqa: F811
     assert get(client, "/jobs/failed?tag=nothing") == {"jobs": [], "total": 0}
 
 
-def test_monitoring_tags_with_slashes_and_colons(hz, client):  # noqa: F811
-    tag = "key:a/b"
+@pytest.mark.parametrize("tag", ["key:a/b", "/lead", "//x/"])
+def test_monitoring_tags_with_slashes_and_colons(hz, client, tag):  # noqa: F811
+    """Tags hold '/' and ':'. Before, a tag starting with '/' could be monitored (201) but never
+    read or unmonitored: Werkzeug's path converter cannot start with '/' (a 404)."""
+    from urllib.parse import quote
+
     assert post(client, "/monitoring", {"tag": tag}, status=201) == {"tag": tag}
-    job_id = sample_jobs.record.dispatch("a/b")
+    job_id = sample_jobs.record.options(tags=[tag]).dispatch("a/b")
     assert get(client, "/monitoring") == [{"tag": tag, "count": 1}]
-    page = get(client, f"/monitoring/{tag}")
-    assert page["total"] == 1 and page["jobs"][0]["id"] == job_id and "key:a/b" in page["jobs"][0]["tags"]
-    assert client.delete(f"{API}/monitoring/{tag}").status_code == 204
+    for path in (tag, quote(tag, safe="")):  # as written, and as curl sends it (%2F)
+        page = get(client, f"/monitoring/{path}")
+        assert page["total"] == 1 and page["jobs"][0]["id"] == job_id and tag in page["jobs"][0]["tags"]
+    assert client.delete(f"{API}/monitoring/{quote(tag, safe='')}").status_code == 204
     assert get(client, "/monitoring") == []
     assert get(client, "/monitoring/never-monitored") == {"jobs": [], "total": 0}
     assert client.post(f"{API}/monitoring", data=json.dumps({"tag": "   "})).status_code == 400

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask
+from werkzeug.routing import PathConverter
 
 from horizon.config import Settings, load_config, settings_from_dict
 from web import access, errors, exposition, streams
@@ -45,6 +46,16 @@ def _horizon(settings: Settings) -> Horizon:
     return Horizon(settings)
 
 
+
+class RestConverter(PathConverter):
+    """The rest of the path, slashes included, even a leading one: a tag (or job name) may start
+    with '/', and its %2F arrives decoded (monitoring//lead). Werkzeug's ``path`` cannot start
+    with '/', so such a tag could be monitored but never read or unmonitored."""
+
+    regex = ".+?"
+    part_isolating = False  # (Werkzeug infers True for a regex without '/')
+
+
 def create_app(
     settings_or_config: Settings | str | os.PathLike[str] | Mapping[str, Any] | None = None,
     hz: Horizon | None = None,
@@ -61,6 +72,7 @@ def create_app(
     if hz is None:
         hz = _horizon(settings)
     app = Flask(__name__, static_folder=None)  # the dashboard blueprint serves its own assets
+    app.url_map.converters["rest"] = RestConverter
     # no redirect (an HTML page) for a path with doubled slashes, e.g. queues/%2F/events: a JSON 404
     app.url_map.merge_slashes = False
     app.json.sort_keys = False

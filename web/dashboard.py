@@ -28,17 +28,17 @@ PAGE_RULES = (
     "/",
     "/dashboard",
     "/monitoring",
-    "/monitoring/<path:tag>",
+    "/monitoring/<rest:tag>",
     "/metrics/jobs",
     "/metrics/queues",
-    "/metrics/jobs/<path:name>",
-    "/metrics/queues/<path:name>",
+    "/metrics/jobs/<rest:name>",
+    "/metrics/queues/<rest:name>",
     "/jobs",
     "/jobs/<job_id>",
     "/failed",
     "/failed/<job_id>",
     "/queues",
-    "/queues/<path:name>",
+    "/queues/<rest:name>",
 )
 
 

@@ -40,14 +40,14 @@ def store() -> ResponseReturnValue:
     return {"tag": tag}, 201
 
 
-@bp.get("/monitoring/<path:tag>")
+@bp.get("/monitoring/<rest:tag>")
 def jobs(tag: str) -> dict[str, Any]:
     start, size = params.starting_at(), params.limit()
     page, total = _checked(lambda: services().tags.jobs(tag, starting_at=start, limit=size))
     return {"jobs": page, "total": total}
 
 
-@bp.delete("/monitoring/<path:tag>")
+@bp.delete("/monitoring/<rest:tag>")
 def destroy(tag: str) -> ResponseReturnValue:
     _checked(lambda: services().tags.stop_monitoring(tag))
     return "", 204
