@@ -15,6 +15,9 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+SUPERVISOR_COMM = "hz-supervisor"  # the kernel name (ps -o comm, top) of a forked supervisor...
+WORKER_COMM = "hz-worker"  # ... and of a forked worker: `horizon purge` recognises them by it
 EXIT_FAILED = 1
 _libc = None
 
@@ -28,19 +31,29 @@ FORWARDED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGU
 
 def set_parent_death_signal(signum: int = signal.SIGTERM) -> bool:
     """Ask the kernel to send ``signum`` to this process when its parent dies (Linux)."""
+    return _libc_call(PR_SET_PDEATHSIG, int(signum))
+
+
+def _libc_call(option: int, value: int | bytes) -> bool:
     global _libc
     try:
         if _libc is None:
             _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return _libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
+        return _libc.prctl(option, value, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 
 
-def fork(run: Callable[[], int], *, before: Callable[[], None] | None = None) -> int:
+def set_kernel_name(name: str) -> bool:
+    """Name this process in the kernel (``/proc/<pid>/comm``: ps, top; at most 15 bytes, Linux).
+    Its command line stays that of the master it was forked from."""
+    return _libc_call(PR_SET_NAME, name.encode()[:15])
+
+
+def fork(run: Callable[[], int], *, before: Callable[[], None] | None = None, comm: str = "") -> int:
     """Fork; the child calls ``before`` (undo the parent's set-up) then ``run`` and exits with its code.
     The child starts with :data:`FORWARDED` blocked: ``run`` calls :func:`release_signals` once its
-    handlers are in place."""
+    handlers are in place. ``comm``: the child's kernel name (:func:`set_kernel_name`)."""
     parent = os.getpid()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -57,6 +70,8 @@ def fork(run: Callable[[], int], *, before: Callable[[], None] | None = None) ->
         return pid
     code = EXIT_FAILED
     try:
+        if comm:
+            set_kernel_name(comm)
         if before is not None:
             before()
         set_parent_death_signal(signal.SIGTERM)

@@ -220,7 +220,9 @@ class MasterSupervisor:
         parent = os.getpid()
         settings = self.hz.settings
         return children.fork(
-            lambda: run_supervisor(settings, options, self.name, parent), before=self.signals.close
+            lambda: run_supervisor(settings, options, self.name, parent),
+            before=self.signals.close,
+            comm=children.SUPERVISOR_COMM,
         )
 
     def _signal_supervisors(self, signum: int) -> None:

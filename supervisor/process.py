@@ -140,5 +140,5 @@ def spawn_worker(
         children.release_signals()  # a TERM sent while this worker started is handled now
         return worker.run()
 
-    pid = children.fork(run, before=before)
+    pid = children.fork(run, before=before, comm=children.WORKER_COMM)
     return WorkerProcess(pid=pid, queues=list(queues), shared=shared)

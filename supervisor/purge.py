@@ -1,4 +1,5 @@
-"""``horizon purge``: forget records of dead masters on this host and stop orphaned horizon processes."""
+"""``horizon purge``: forget records of dead masters on this host and stop orphaned horizon processes
+(supervisors and workers whose master is gone; never a master)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import psutil
 
 from horizon.context import Horizon
 from horizon.repositories.supervisors import MasterRepository, SupervisorRepository
+from supervisor import children
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +52,11 @@ def purge(hz: Horizon) -> tuple[list[int], list[str]]:
         known.update(int(w["pid"]) for w in record.get("workers", []))
     killed = []
     me, now = os.getpid(), time.time()
-    for proc in psutil.process_iter(["pid", "ppid", "create_time"]):
+    for proc in psutil.process_iter(["pid", "create_time"]):
         info = proc.info
         if info["pid"] in known or info["pid"] == me or now - (info["create_time"] or now) < MIN_AGE:
             continue
-        if info["ppid"] in known or not horizon_master_like(proc):
-            continue
-        if info["ppid"] != 1 and psutil.pid_exists(info["ppid"]) and horizon_master_like(psutil.Process(info["ppid"])):
-            continue  # a child of another horizon process: its parent is responsible
-        if info["ppid"] == 1 or not psutil.pid_exists(info["ppid"]):
+        if orphaned(proc):
             log.warning("terminating orphaned horizon process %s", info["pid"])
             try:
                 proc.terminate()
@@ -66,3 +64,23 @@ def purge(hz: Horizon) -> tuple[list[int], list[str]]:
             except psutil.Error:
                 pass
     return killed, forgotten
+
+
+def orphaned(proc: psutil.Process) -> bool:
+    """A supervisor or worker forked by a master (known by its kernel name, see
+    ``children.fork``) whose parent is no longer the process that forked it: a worker's a
+    supervisor, a supervisor's a horizon master. A master itself never is: one whose parent is init
+    is what systemd, setsid or nohup runs, and may serve another application's prefix."""
+    try:
+        comm, parent = proc.name(), proc.parent()
+        if comm not in (children.SUPERVISOR_COMM, children.WORKER_COMM):
+            return False
+        if parent is None:
+            return True
+        if comm == children.WORKER_COMM:
+            return parent.name() != children.SUPERVISOR_COMM
+        return parent.name() in (children.SUPERVISOR_COMM, children.WORKER_COMM) or not horizon_master_like(parent)
+    except psutil.NoSuchProcess:
+        return proc.is_running()  # its parent went away meanwhile
+    except psutil.Error:
+        return False

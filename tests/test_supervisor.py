@@ -19,6 +19,7 @@ import yaml
 
 from horizon.repositories.supervisors import MasterRepository, SupervisorRepository
 from tests import sample_jobs, supervisor_jobs  # noqa: F401  (registers the jobs)
+from tests.conftest import ROOT
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -543,6 +544,52 @@ def test_purge_forgets_dead_local_masters(hz, procs, env, config_file, config_da
     assert result.returncode == 0, result.stderr
     assert "forgot 2 dead record(s)" in result.stdout
     assert masters(hz) == {} and SupervisorRepository(hz).records() == []
+
+
+def test_purge_stops_an_orphaned_worker_and_never_a_master(hz, env, config_file, config_data, tmp_path, monkeypatch):
+    """`horizon purge` stops supervisors and workers whose master is gone, known by their kernel
+    name. Before, it stopped any `horizon start` process whose parent was init and which this
+    prefix's records did not name: every other application's master on the host run by systemd
+    (a probe's purge stopped one)."""
+    import sys
+
+    from supervisor import purge
+
+    other = json.loads(json.dumps(config_data))
+    other["prefix"] = config_data["prefix"] + "-other"
+    other_file = tmp_path / "other.yaml"
+    write_config(other_file, other)
+    command = " ".join([sys.executable, "-m", "horizon.cli", "start", "--config", str(other_file)])
+    launcher = subprocess.run(["sh", "-c", f"{command} >/dev/null 2>&1 & echo $!"], env=env, cwd=str(ROOT),
+                              capture_output=True, text=True, check=True)  # its parent is gone: as under systemd
+    master_pid = int(launcher.stdout)
+    started = tmp_path / "orphan-started"
+    orphan_code = (  # forks a worker-named child, waits until it runs, and exits: the child is orphaned
+        "import os, pathlib, sys, time\nfrom supervisor import children\n"
+        "started = pathlib.Path(sys.argv[1])\n"
+        "def run():\n    started.write_text(str(os.getpid()))\n    time.sleep(120)\n    return 0\n"
+        "children.fork(run, comm=children.WORKER_COMM)\n"
+        "while not started.exists(): time.sleep(0.01)\n"
+    )  # the child starts with TERM blocked, its parent-death signal included: it outlives its parent
+    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    subprocess.run([sys.executable, "-c", orphan_code, str(started)], env=env, cwd=str(ROOT), check=True, timeout=30,
+                   **quiet)
+    orphan_pid = int(wait_for(lambda: started.read_text(), timeout=5))
+    try:
+        wait_for(lambda: psutil.Process(orphan_pid).name() == "hz-worker", timeout=5)
+        wait_for(lambda: len(psutil.Process(master_pid).children()) >= 1, timeout=30)  # it forked its supervisor
+        monkeypatch.setattr(purge, "MIN_AGE", 0.0)
+        killed, _ = purge.purge(hz)
+        assert orphan_pid in killed
+        assert master_pid not in killed and not set(killed) & {p.pid for p in psutil.Process(master_pid).children(True)}
+        assert psutil.Process(master_pid).is_running()
+    finally:
+        for pid in (orphan_pid, master_pid):
+            try:
+                for proc in [*psutil.Process(pid).children(recursive=True), psutil.Process(pid)]:
+                    proc.kill()
+            except psutil.NoSuchProcess:
+                pass
 
 
 @pytest.mark.parametrize("then", ["redis comes up", "TERM"])
