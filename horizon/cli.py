@@ -202,12 +202,19 @@ def dispatch(
         definition = jobs.lookup(name)
     except jobs.UnknownJob as exc:
         fail(str(exc), EXIT_USAGE)
+    from horizon.payload import PayloadError
+
     try:
         bound = definition.options(queue=queue, delay=delay, tries=tries, timeout=timeout, tags=tags)
+    except jobs.OptionError as exc:  # the message names the option
+        fail(f"--{exc}", EXIT_USAGE)
     except ValueError as exc:  # QueueNameError
         fail(f"--queue: {exc}", EXIT_USAGE)
-    job_id = hz.queue.push([bound.spec(args, kwargs, hz)])[0]
-    click.echo(job_id)
+    try:
+        spec = bound.spec(args, kwargs, hz)
+    except PayloadError as exc:  # e.g. NaN or 1e400, which json.loads takes
+        fail(f"--json: {exc}", EXIT_USAGE)
+    click.echo(hz.queue.push([spec])[0])
 
 
 @main.command()
@@ -516,8 +523,13 @@ def forget(settings: Settings, job_id: str | None, forget_all: bool) -> None:
 @click.option("--force", is_flag=True, help="do not ask for confirmation")
 def clear(settings: Settings, queue: str, force: bool) -> None:
     """Delete every pending and scheduled job of QUEUE."""
+    from horizon.keys import QueueNameError, check_queue_name
     from horizon.repositories.jobs import JobRepository
 
+    try:
+        check_queue_name(queue)
+    except QueueNameError as exc:
+        fail(f"QUEUE: {exc}", EXIT_USAGE)
     repo = JobRepository(connected(settings))
     if not force and not click.confirm(f"Delete every pending and scheduled job of queue {queue!r}?"):
         fail("not cleared", EXIT_FAILURE)

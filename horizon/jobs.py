@@ -11,6 +11,7 @@ send_welcome.dispatch_many([((1,), {}), ((2,), {})])
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -37,6 +38,63 @@ class UnknownJob(LookupError):
 
 class FailForGood(Exception):
     """Raised by a job that must not be retried: it fails at once whatever tries are left."""
+
+
+class OptionError(ValueError):
+    """A dispatch option out of its range; the message names the option."""
+
+
+MAX_TRIES = 1000
+MAX_TIMEOUT = 86400.0  # seconds: a day
+MIN_TIMEOUT = 0.001
+MAX_DELAY = 86400.0 * 366  # seconds
+MAX_BACKOFF = 86400.0 * 7  # seconds, per attempt
+MAX_BACKOFF_STEPS = 100
+LAST_RUN_AT = 253402300800.0  # 10000-01-01 UTC: a later time has no date to show
+
+
+def _number(name: str, value: Any, low: float, high: float, unit: str = "seconds") -> float:
+    def text(x: float) -> str:
+        return f"{x:.0f}" if x == int(x) else f"{x:g}"
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise OptionError(f"{name} must be a number of {unit}, got {value!r:.40}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or not low <= number <= high:
+        raise OptionError(f"{name} must be from {text(low)} to {text(high)} {unit}, got {value!r:.40}")
+    return number
+
+
+def check_limits(
+    *,
+    tries: Any = None,
+    timeout: Any = None,
+    backoff: Any = None,
+    delay: Any = None,
+    run_at: Any = None,
+) -> None:
+    """OptionError naming the first option out of range (None: not given). The API and the CLI
+    take the same ranges: nothing is pushed that could never run (an infinite delay, a negative
+    timeout, tries below 1)."""
+    if tries is not None and (isinstance(tries, bool) or not isinstance(tries, int) or not 1 <= tries <= MAX_TRIES):
+        raise OptionError(f"tries must be an integer from 1 to {MAX_TRIES}, got {tries!r}")
+    if timeout is not None:
+        _number("timeout", timeout, MIN_TIMEOUT, MAX_TIMEOUT)
+    if backoff is not None:
+        steps = [backoff] if isinstance(backoff, (int, float)) else list(backoff)
+        if not 1 <= len(steps) <= MAX_BACKOFF_STEPS:
+            raise OptionError(f"backoff must be a number or a list of 1 to {MAX_BACKOFF_STEPS} numbers")
+        for step in steps:
+            _number("backoff", step, 0, MAX_BACKOFF)
+    if delay is not None:
+        _number("delay", delay, 0, MAX_DELAY)
+    if run_at is not None:
+        if isinstance(run_at, datetime):
+            run_at = run_at.timestamp()
+        _number("run_at", run_at, -LAST_RUN_AT, LAST_RUN_AT, "unix seconds")
 
 
 def lookup(name: str) -> JobDefinition:
@@ -77,6 +135,10 @@ class DispatchOptions:
     after: str | None = None  # parent job id: run only when it completes (horizon.workflows)
     idempotency_key: str | None = None  # a second dispatch with this key returns the first id
 
+    def __post_init__(self) -> None:
+        check_limits(tries=self.tries, timeout=self.timeout, backoff=self.backoff, delay=self.delay,
+                     run_at=self.run_at)
+
 
 _NO_OPTIONS = DispatchOptions()
 
@@ -106,6 +168,7 @@ class JobDefinition:
         tags: Callable[..., Iterable[str]] | Sequence[str] | None,
     ) -> None:
         self.fn, self.name, self.queue = fn, name, None if queue is None else check_queue_name(queue)
+        check_limits(tries=tries, timeout=timeout, backoff=backoff)
         self.tries, self.timeout, self.backoff = tries, timeout, _backoff(backoff)
         self.tags = tags
         self.__doc__, self.__wrapped__ = fn.__doc__, fn

@@ -57,11 +57,30 @@ def test_delay_and_run_at_make_scheduled_jobs(hz, client):  # noqa: F811
         ({"name": "tests.noop", "bogus": 1}, "unknown field(s) bogus"),
         ({"type": "http", "http": {"url": "ftp://x"}}, "http.url"),
         ({"type": "ftp"}, 'type must be "http" or "cli"'),
+        # before: 201, with a job that could never run, or skipping the built-in type's checks
+        ({"name": "tests.noop", "run_at": float("inf")}, "run_at must be from"),
+        ({"name": "tests.noop", "run_at": 1e300}, "run_at must be from"),
+        ({"name": "horizon.http", "kwargs": {"url": "http://x"}}, 'built-in job type: send {"type": "http"'),
+        ({"name": "horizon.cli", "kwargs": {"argv": ["true"]}}, 'built-in job type: send {"type": "cli"'),
+        ({"name": "tests.noop", "tags": ["t" * 900_000]}, "a tag must be at most 255 characters"),
+        ({"type": "http", "http": {"url": "http://x", "timeout": -1}}, "http.timeout must be between"),
     ],
 )
 def test_bad_bodies_are_400_naming_the_field(hz, client, body, words):  # noqa: F811
     message = assert_error(client.post(f"{API}/jobs", data=json.dumps(body)), 400, "BAD_REQUEST")
     assert words in message
+    assert hz.redis.keys(f"{{{hz.settings.prefix}}}:job:*") == []
+
+
+def test_a_deeply_nested_or_oversized_body_is_a_json_400(hz, client):  # noqa: F811
+    """Before, a body nested about 1000 deep (2 KB) was a 500 (RecursionError in json.loads), and
+    one over the size limit a 400 saying only "The data value transmitted exceeds the capacity limit"."""
+    nested = '{"name": "tests.noop", "args": [' + "[" * 5000 + "]" * 5000 + "]}"
+    message = assert_error(client.post(f"{API}/jobs", data=nested, content_type="application/json"), 400, "BAD_REQUEST")
+    assert "nested too deep" in message
+    big = json.dumps({"name": "tests.noop", "args": ["x" * (2 * 1024 * 1024)]})
+    message = assert_error(client.post(f"{API}/jobs", data=big, content_type="application/json"), 400, "BAD_REQUEST")
+    assert "larger than the limit of 1024 KiB" in message
 
 
 @pytest.mark.parametrize("data", ['{"name": "tests.noop",', "[1, 2]", "NaN", b"\xff\xfe"])

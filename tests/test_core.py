@@ -586,13 +586,41 @@ def test_cli_dispatch_and_retry(hz, procs, redis_client):
         (["dispatch", "no.such", "--json", "{}"], "unknown job name 'no.such'"),
         (["dispatch", "tests.add", "--json", "{not json"], "not valid JSON"),
         (["dispatch", "tests.add", "--json", '{"args": 1}'], '"args" must be a list'),
+        # before: a traceback (exit 1) for NaN / 1e400, which json.loads takes; and each option
+        # below exited 0 with a job that could never run (an infinite delay, a negative timeout)
+        (["dispatch", "tests.add", "--json", '{"args": ["k", NaN, 1]}'], "args[1] is not JSON-serialisable: float nan"),
+        (["dispatch", "tests.add", "--json", '{"kwargs": {"a": 1e400}}'], "float inf"),
+        (["dispatch", "tests.add", "--timeout", "-5"], "--timeout must be from 0.001 to 86400 seconds"),
+        (["dispatch", "tests.add", "--timeout", "0"], "--timeout must be from 0.001"),
+        (["dispatch", "tests.add", "--tries", "-1"], "--tries must be an integer from 1 to 1000"),
+        (["dispatch", "tests.add", "--delay", "inf"], "--delay must be from 0 to 31622400 seconds"),
+        (["dispatch", "tests.add", "--delay", "nan"], "--delay must be from 0"),
+        (["dispatch", "tests.add", "--delay", "-3"], "--delay must be from 0"),
+        (["clear", "", "--force"], "QUEUE: "),  # before: a traceback
+        (["clear", "a b", "--force"], "invalid queue name"),  # before: "cleared 0 jobs"
     ],
 )
-def test_cli_dispatch_bad_input_exits_2(procs, argv, message):
+def test_cli_dispatch_bad_input_exits_2(procs, redis_client, prefix, argv, message):
     out = procs.run(*argv)
-    assert out.returncode == 2
+    assert out.returncode == 2, out.stderr
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+    assert list(redis_client.scan_iter(match=f"{{{prefix}}}:*")) == []  # nothing written
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"delay": float("inf")}, {"delay": float("nan")}, {"delay": -1}, {"delay": 10**400}, {"run_at": float("inf")},
+     {"timeout": 0}, {"timeout": -5}, {"tries": 0}, {"tries": True}, {"backoff": [1, -2]}, {"backoff": []}],
+    ids=lambda options: repr(options)[:30],
+)
+def test_dispatch_options_out_of_range_name_the_option(hz, options):
+    """The Python API takes the API's ranges: a job that could never run is refused at once."""
+    from horizon.jobs import OptionError
+
+    (name,) = options
+    with pytest.raises(OptionError, match=f"^{name} must be"):
+        sample_jobs.add.options(**options)
 
 
 def test_progress_is_recorded(hz, procs, redis_client):

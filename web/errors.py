@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from horizon.connection import as_refusal
@@ -71,6 +71,9 @@ def _http_error(exc: HTTPException) -> Response:
         message = "no such route; the API lives under <path>/api (see openapi.json)"
     elif status == 405:
         message = "method not allowed on this route"
+    elif status == 413:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
+        message = f"the request body is larger than the limit of {limit // 1024} KiB"
     else:
         message = exc.description or exc.name
     response = envelope(status if status in CODES else (400 if status < 500 else 500), message)

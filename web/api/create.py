@@ -18,6 +18,7 @@ from horizon import jobs, payload
 from horizon.config import Settings
 from horizon.keys import QueueNameError
 from horizon.queue import JobSpec
+from horizon.repositories.tags import MAX_TAG_LENGTH
 from web import params
 from web.errors import ApiError, bad_request, unprocessable
 
@@ -72,7 +73,7 @@ def _http_spec(spec: Any) -> dict[str, Any]:
             _str_dict(spec[field], f"http.{field}")
     if "body" in spec and not isinstance(spec["body"], str):
         raise bad_request("http.body must be a string")
-    params.number(spec, "timeout", minimum=0.001, maximum=86400)
+    params.number({"http.timeout": spec.get("timeout")}, "http.timeout", minimum=0.001, maximum=86400)
     return {**spec, "method": method.upper()}
 
 
@@ -119,6 +120,9 @@ def _tags(value: Any) -> list[str]:
         return []
     if not isinstance(value, list) or len(value) > MAX_TAGS or not all(isinstance(t, str) and t for t in value):
         raise bad_request(f"tags must be a list of at most {MAX_TAGS} non-empty strings")
+    for tag in value:
+        if len(tag) > MAX_TAG_LENGTH:
+            raise bad_request(f"tags: a tag must be at most {MAX_TAG_LENGTH} characters, got {len(tag)}")
     return value
 
 
@@ -136,6 +140,9 @@ def _definition(data: dict[str, Any], settings: Settings) -> tuple[jobs.JobDefin
         return None, TYPE_NAMES[kind], spec
     if not isinstance(name, str) or not name:
         raise bad_request("name must be a non-empty string")
+    builtin = {job_name: kind for kind, job_name in TYPE_NAMES.items()}.get(name)
+    if builtin:  # by name it would skip job_types.<type>.enabled and the spec's checks
+        raise bad_request(f'{name} is a built-in job type: send {{"type": "{builtin}", "{builtin}": {{...}}}}')
     try:
         return jobs.lookup(name), name, None
     except jobs.UnknownJob as exc:
@@ -184,6 +191,6 @@ def parse(data: dict[str, Any], header_key: str | None, settings: Settings, hz: 
             )
             spec = holder.options(**options).spec([], type_spec or {}, hz)
             spec = replace(spec, extra={"type": data["type"]})
-    except (payload.PayloadError, QueueNameError) as exc:
+    except (payload.PayloadError, QueueNameError, jobs.OptionError) as exc:
         raise bad_request(str(exc)) from None
     return CreateRequest(spec=spec, idempotency_key=key, body_hash=body_hash(data), after=after)
