@@ -42,6 +42,32 @@ def test_every_error_is_an_envelope(hz):
     assert "secret internals" not in assert_error(client.get(API + "/boom"), 500, "INTERNAL")
 
 
+def test_a_page_of_another_site_cannot_change_things_without_a_token(hz):
+    """With no token (the loopback default), a page the operator opens could POST to the API on
+    127.0.0.1 (a form needs no CORS permission) or open the JSON-RPC websocket. Before, such a
+    text/plain form POST created a cli job. Now a mutating call or the websocket upgrade from
+    another Origin is a 403; the dashboard's own pages, curl and scripts (no Origin) go on."""
+    client = make_app(hz).test_client()
+    tag = {"data": '{"tag": "csrf"}', "content_type": "text/plain"}
+    for headers in ({"Origin": "https://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Origin": "http://localhost.evil.example"}):
+        message = assert_error(client.post(API + "/monitoring", headers=headers, **tag), 403, "FORBIDDEN")
+        assert "cross-site request refused" in message
+    assert client.get(API + "/monitoring").get_json() == []  # nothing was monitored
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": "https://evil.example"}
+    assert_error(client.get("/horizon/rpc", headers=upgrade), 403, "FORBIDDEN")
+    assert client.get(API + "/stats", headers={"Origin": "https://evil.example"}).status_code == 200  # reads
+    assert client.post(API + "/monitoring", headers={"Origin": "http://localhost"}, **tag).status_code == 201
+    assert client.post(API + "/monitoring", data='{"tag": "curl"}').status_code == 201  # no Origin
+    proxied = {"Origin": "https://horizon.example.com", "X-Forwarded-Host": "horizon.example.com"}
+    assert client.post(API + "/monitoring", headers=proxied, data='{"tag": "proxied"}').status_code == 201
+    # with a token in force a foreign page cannot send it: the Origin is not judged
+    tokened = make_app(hz, auth=WebAuthSettings(token=TOKEN)).test_client()
+    auth = {"Authorization": f"Bearer {TOKEN}", "Origin": "https://elsewhere.example"}
+    assert tokened.post(API + "/monitoring", headers=auth, data='{"tag": "tokened"}').status_code == 201
+
+
 def test_token_missing_wrong_right(hz):
     client = make_app(hz, auth=WebAuthSettings(token=TOKEN)).test_client()
     assert "token" in assert_error(client.get(API + "/queues"), 401, "UNAUTHORIZED")

@@ -2,7 +2,11 @@
 
 When ``web.auth.token`` is set every API call (and the Prometheus exposition) needs
 ``Authorization: Bearer <token>``, compared in constant time. ``web.read_only`` answers every
-mutating call with 403. Each mutating call is logged on ``horizon.audit``: who (remote address
+mutating call with 403. Without a token in force (a loopback bind), a web page in the operator's
+browser could still call the API on 127.0.0.1 (a form POST, or a websocket, needs no CORS
+permission): a mutating call or the JSON-RPC websocket whose ``Origin`` is not this server (or
+whose ``Sec-Fetch-Site`` is ``cross-site``) is refused with 403. curl and scripts send no Origin.
+Each mutating call is logged on ``horizon.audit``: who (remote address
 and a token fingerprint, never the token), what (method, path, status) and when.
 """
 
@@ -12,6 +16,7 @@ import hashlib
 import hmac
 import logging
 import time
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, g, request
 
@@ -20,6 +25,7 @@ from web.errors import ApiError
 audit = logging.getLogger("horizon.audit")
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+RPC_ENDPOINT = "rpc.rpc"  # the JSON-RPC websocket (web.rpc), which can change things too
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -44,13 +50,34 @@ def _protected() -> bool:
     return endpoint.startswith("api_") or endpoint == "prometheus.exposition" or request.blueprint is None
 
 
+def _foreign_origin() -> str | None:
+    """Why this request comes from a page of another site, or None (same site, or no browser)."""
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        return "Sec-Fetch-Site: cross-site"
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return None
+    hosts = {request.host, *(h.strip() for h in request.headers.get("X-Forwarded-Host", "").split(","))}
+    if urlsplit(origin).netloc in hosts - {""}:
+        return None
+    return f"Origin {origin[:100]!r}"
+
+
 def check_access() -> None:
-    """before_request: token (401), then read-only (403)."""
+    """before_request: cross-site calls without a token (403), token (401), then read-only (403)."""
     settings = current_app.extensions["horizon"].settings.web
     g.token = _presented_token()
-    if not _protected():
-        return
     token = settings.auth.token
+    protected = _protected()
+    if (not token or settings.auth.disabled) and (
+        (protected and request.method in MUTATING) or request.endpoint == RPC_ENDPOINT
+    ):
+        why = _foreign_origin()
+        if why:
+            raise ApiError(403, f"cross-site request refused ({why}): with no web.auth.token, only this "
+                                "server's own pages may change things")
+    if not protected:
+        return
     if token and not settings.auth.disabled:
         if not g.token:
             raise ApiError(401, "this API needs a token: send 'Authorization: Bearer <token>'")
