@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -13,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 import psutil
+import redis
 
 from horizon import context
 from horizon.config import SupervisorSettings
@@ -38,6 +40,19 @@ SIGNALS = {"pause": signal.SIGUSR2, "continue": signal.SIGCONT, "restart": signa
 def master_name() -> str:
     suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=4))
     return f"{socket.gethostname()}-{suffix}"
+
+
+PAUSES_ENV = "HORIZON_RELOAD_PAUSES"  # set by a reload's exec: what was paused (Master.pauses)
+
+
+def _carried_pauses() -> dict:
+    """What a reload's exec says was paused (and forget it: not for this run's own children)."""
+    text = os.environ.pop(PAUSES_ENV, "")
+    try:
+        carried = json.loads(text) if text else {}
+    except ValueError:
+        carried = {}
+    return carried if isinstance(carried, dict) else {}
 
 
 @dataclass
@@ -78,6 +93,10 @@ class MasterSupervisor:
         self.last_memory_check = 0.0
         self.deadline: float | None = None
         self.reload_check: ReloadCheck | None = None  # a reload waiting for its check (see restart)
+        # what was paused when a reload exec'd this run (the pauses outlive a reload, see exec_again)
+        self.carried = _carried_pauses()
+        if self.carried.get("master"):
+            self.status = "paused"
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> int:
@@ -116,7 +135,7 @@ class MasterSupervisor:
         log.info("restarting: exec %s", " ".join(argv))
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execv(sys.executable, argv)
+        os.execve(sys.executable, argv, {**os.environ, PAUSES_ENV: json.dumps(self.carried)})
 
     def loop(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -178,8 +197,6 @@ class MasterSupervisor:
         for child in self.supervisors.values():
             if child.pid == 0 and now >= child.restart_at:
                 child.pid, child.started_at = self.fork_supervisor(child.options), now
-                if self.status == "paused":
-                    children.signal_quietly(child.pid, signal.SIGUSR2)
 
     def check_memory(self, now: float) -> None:
         if now - self.last_memory_check < MEMORY_CHECK:
@@ -213,14 +230,30 @@ class MasterSupervisor:
     # --- supervisors ----------------------------------------------------------------------
     def start_supervisors(self) -> None:
         now = time.time()
+        carried = set(self.carried.get("supervisors", ()))
         for options in self.hz.settings.supervisors:
-            self.supervisors[options.name] = SupervisorProcess(options, self.fork_supervisor(options), now)
+            pid = self.fork_supervisor(options, paused=options.name in carried)
+            self.supervisors[options.name] = SupervisorProcess(options, pid, now)
 
-    def fork_supervisor(self, options: SupervisorSettings) -> int:
+    def pauses(self) -> dict:
+        """What is paused now (the master, and which of its supervisors), for a reload to carry over."""
+        prefix = f"{self.name}:"
+        try:
+            records = self.supervisor_records.records()
+        except redis.RedisError as exc:  # the master's own pause is known without Redis
+            log.warning("reload: cannot read which supervisors are paused (%s); their pauses end", exc)
+            records = []
+        paused = [record["name"][len(prefix):] for record in records
+                  if record.get("name", "").startswith(prefix) and record.get("status") == "paused"]
+        return {"master": self.status == "paused", "supervisors": paused}
+
+    def fork_supervisor(self, options: SupervisorSettings, paused: bool = False) -> int:
+        """Fork a supervisor; it starts paused (no worker) when the master is or ``paused``."""
         parent = os.getpid()
         settings = self.hz.settings
+        paused = paused or self.status == "paused"
         return children.fork(
-            lambda: run_supervisor(settings, options, self.name, parent),
+            lambda: run_supervisor(settings, options, self.name, parent, paused),
             before=self.signals.close,
             comm=children.SUPERVISOR_COMM,
         )
@@ -271,6 +304,7 @@ class MasterSupervisor:
                       "with its running ones. The check said:\n%s", output)
             return
         self.notifier.send("RELOADING=1")
+        self.carried = self.pauses()  # before terminate(): its status is 'terminating'
         self.restarting = True
         self.terminate(notify=False)
 

@@ -33,6 +33,7 @@ class Supervisor:
         master: str,
         parent_pid: int | None = None,
         signals: SignalQueue | None = None,
+        paused: bool = False,
     ) -> None:
         self.hz, self.options, self.master = hz, options, master
         self.name = f"{master}:{options.name}"
@@ -50,6 +51,10 @@ class Supervisor:
         stop_timeout = options.timeout + tuning.TERMINATE_GRACE
         self.pools = [ProcessPool(q, self._spawn, stop_timeout=stop_timeout) for q in self._pool_queues()]
         self.deadline: float | None = None
+        if paused:  # started paused (its master is, or a reload carried its pause): no worker starts
+            self.status = "paused"
+            for pool in self.pools:
+                pool.paused = True
 
     # --- set-up -------------------------------------------------------------------------
     def _pool_queues(self) -> list[list[str]]:
@@ -85,6 +90,7 @@ class Supervisor:
     def run(self) -> int:
         self.signals.install()
         children.release_signals()  # forked by the master: what it sent meanwhile is handled now
+        self.handle_signals(time.time())  # ... before any worker starts (a pause sent meanwhile)
         self.initial_scale()
         self.persist(force=True)
         while not self.finished():
@@ -263,7 +269,9 @@ class Supervisor:
             pool.terminate()
 
 
-def run_supervisor(settings: Settings, options: SupervisorSettings, master: str, parent_pid: int) -> int:
+def run_supervisor(
+    settings: Settings, options: SupervisorSettings, master: str, parent_pid: int, paused: bool = False
+) -> int:
     """Entry point of a forked supervisor process: fresh connection, own signals (INT ignored), run."""
     import signal
 
@@ -275,4 +283,4 @@ def run_supervisor(settings: Settings, options: SupervisorSettings, master: str,
     set_process_name(f"{master}:{options.name}")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signals = SignalQueue({s: v for s, v in NAMES.items() if s != signal.SIGINT})
-    return Supervisor(hz, options, master=master, parent_pid=parent_pid, signals=signals).run()
+    return Supervisor(hz, options, master=master, parent_pid=parent_pid, signals=signals, paused=paused).run()

@@ -425,6 +425,28 @@ def test_hup_restarts_the_master_with_fresh_workers(hz, procs, env, config_file,
     assert stop(master) == 0
 
 
+@pytest.mark.parametrize("paused", ["master", "supervisor"])
+def test_a_reload_keeps_what_was_paused(hz, procs, env, config_file, config_data, paused):
+    """A pause (of the master, or of one supervisor) outlives a reload (HUP). Before, the master run
+    again came back running and worked the queue it had been told to leave alone."""
+    write_config(config_file, config_data, max_processes=1)
+    master = start(procs, env)
+    wait_for(lambda: worker_pids(hz), timeout=15)
+    (old_name,) = masters(hz)
+    assert procs.run(*(["pause"] if paused == "master" else ["pause-supervisor", "supervisor-1"])).returncode == 0
+    wait_for(lambda: only_supervisor(hz) and only_supervisor(hz)["status"] == "paused", timeout=10)
+    wait_for(lambda: worker_pids(hz) == set(), timeout=10)
+    job_id = sample_jobs.noop.dispatch()
+    master.send_signal(signal.SIGHUP)
+    wait_for(lambda: list(masters(hz)) not in ([], [old_name]) and only_supervisor(hz), timeout=30)
+    wait_for(lambda: only_supervisor(hz)["status"] == "paused", timeout=10)
+    assert master_status(hz) == ("paused" if paused == "master" else "running")
+    assert worker_pids(hz) == set() and hz.redis.hget(hz.keys.job(job_id), "status") == "pending"
+    assert procs.run(*(["continue"] if paused == "master" else ["continue-supervisor", "supervisor-1"])).returncode == 0
+    wait_for(lambda: hz.redis.hget(hz.keys.job(job_id), "status") == "completed", timeout=15)
+    assert stop(master) == 0
+
+
 @pytest.mark.parametrize(
     ("breakage", "error"),
     [
