@@ -196,7 +196,7 @@ class Supervisor:
         if now - self.last_measure >= tuning.MEMORY_INTERVAL:
             self.last_measure = now
             for pool in self.pools:
-                for proc in pool.processes:
+                for proc in pool.all():
                     proc.measure()
         self.records.update(self.record(), ttl=tuning.RECORD_TTL)
         return True
@@ -210,7 +210,8 @@ class Supervisor:
             "status": self.status,
             "processes": {f"{connection}:{p.key}": p.size() for p in self.pools},
             "options": self.options_record(),
-            "workers": [proc.record() for pool in self.pools for proc in pool.processes],
+            # with the ones finishing their job after a pause, a scale-down or a restart ('terminating')
+            "workers": [proc.record() for pool in self.pools for proc in pool.all()],
         }
 
     def options_record(self) -> dict:

@@ -425,6 +425,25 @@ def test_hup_restarts_the_master_with_fresh_workers(hz, procs, env, config_file,
     assert stop(master) == 0
 
 
+def test_a_worker_finishing_its_job_after_a_pause_is_listed_as_terminating(hz, procs, env, config_file, config_data):
+    """Before, a paused supervisor listed no worker while one still ran a long job (and a
+    scale-down or restart hid them the same way): an operator could not see what was finishing."""
+    write_config(config_file, config_data, max_processes=1)
+    master = start(procs, env)
+    wait_for(lambda: worker_pids(hz), timeout=15)
+    key = f"finishing-{time.time()}"
+    job_id = sample_jobs.sleep.dispatch(key, 3)
+    wait_for(lambda: hz.redis.llen(key) == 1, timeout=10)  # it started
+    assert procs.run("pause-supervisor", "supervisor-1").returncode == 0
+    workers = wait_for(lambda: only_supervisor(hz)["status"] == "paused" and only_supervisor(hz)["workers"], timeout=10)
+    assert [w["status"] for w in workers] == ["terminating"]
+    assert only_supervisor(hz)["processes"] == {"redis:default": 0}
+    wait_for(lambda: hz.redis.hget(hz.keys.job(job_id), "status") == "completed", timeout=15)
+    wait_for(lambda: only_supervisor(hz)["workers"] == [], timeout=10)
+    assert stop(master) == 0
+    hz.redis.delete(key)
+
+
 @pytest.mark.parametrize("paused", ["master", "supervisor"])
 def test_a_reload_keeps_what_was_paused(hz, procs, env, config_file, config_data, paused):
     """A pause (of the master, or of one supervisor) outlives a reload (HUP). Before, the master run
