@@ -11,7 +11,10 @@ from __future__ import annotations
 import json as jsonlib
 import logging
 import os
+import selectors
+import signal
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +28,10 @@ log = logging.getLogger(__name__)
 EXCERPT = 4096  # bytes of a response body or of stdout/stderr kept in the output
 ERROR_EXCERPT = 512  # bytes of a failed response's body quoted in the error message
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+CHUNK = 65536  # bytes read from a cli job's pipe at a time
+POLL = 0.1  # s between checks that a cli job's command has exited while its pipes are quiet
+DRAIN = 0.5  # s to read what is left in the pipes once the command has exited
+KILL_AFTER = 1.0  # s between SIGTERM and SIGKILL to a cli job's process group when it is stopped
 
 
 class HttpJobError(RuntimeError):
@@ -115,19 +122,111 @@ def _cli_enabled() -> bool:
     return current().settings.job_types.cli.enabled
 
 
+def _exited(pid: int) -> bool:
+    """The command has exited; it stays unreaped (a zombie), so its pid and group id stay its own."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _read(fd: int, tails: dict[int, bytearray], selector: selectors.BaseSelector) -> None:
+    """Read what is ready on one pipe, keeping only its last EXCERPT + 1 bytes."""
+    chunk = os.read(fd, CHUNK)
+    if not chunk:
+        selector.unregister(fd)
+        return
+    tail = tails[fd]
+    tail += chunk
+    del tail[: -(EXCERPT + 1)]
+
+
+def _communicate(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """Read both pipes until the command exits (not until EOF: a background process may hold
+    them), kill what it left in its process group, drain the pipes briefly and reap it."""
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = proc.stdout.fileno(), proc.stderr.fileno()
+    tails = {out: bytearray(), err: bytearray()}
+    with selectors.DefaultSelector() as selector:
+        for fd in tails:
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map() and not _exited(proc.pid):
+            for key, _ in selector.select(POLL):
+                _read(key.fd, tails, selector)
+        if not selector.get_map():  # both pipes closed, the command still runs
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        _signal_group(proc.pid, signal.SIGKILL)  # background processes it left behind
+        drained = time.monotonic() + DRAIN
+        while selector.get_map() and (left := drained - time.monotonic()) > 0:
+            for key, _ in selector.select(left):
+                _read(key.fd, tails, selector)
+    proc.wait()
+    return bytes(tails[out]), bytes(tails[err])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the command's whole process group: SIGTERM, up to KILL_AFTER s for the command to
+    exit, then SIGKILL; and reap it. The worker's signals (the job's hard timeout, a stop) wait
+    until this is done, so no process is left behind."""
+    if proc.returncode is not None:  # reaped by _communicate, its group killed
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGTERM, signal.SIGINT})
+    try:
+        _signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + KILL_AFTER
+        while not _exited(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _describe_exit(code: int) -> str:
+    if code >= 0:
+        return f"exited with {code}"
+    try:
+        return f"killed by signal {-code} ({signal.Signals(-code).name})"
+    except ValueError:
+        return f"killed by signal {-code}"
+
+
 @job(name="horizon.cli")
 def cli(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None) -> dict[str, Any]:
-    """Run a command (no shell); exit 0 is success: {"exit_code", "stdout", "stderr"} (last 4 KiB)."""
+    """Run a command (no shell); exit 0 is success: {"exit_code", "stdout", "stderr"} (last 4 KiB).
+
+    The command runs in a process group of its own, with an empty stdin. On the job's timeout
+    (or any other exception) the whole group is stopped (:func:`_stop`); when the command exits,
+    whatever it left running in its group is killed."""
     if not _cli_enabled():
         raise CliDisabled("cli jobs are disabled on this host: set job_types.cli.enabled: true in the config")
     if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
         raise ValueError("cli.argv must be a non-empty list of strings")
     environ = {**os.environ, **{str(k): str(v) for k, v in (env or {}).items()}}
     try:
-        done = subprocess.run(list(argv), env=environ, cwd=cwd, capture_output=True, check=False)
+        proc = subprocess.Popen(
+            list(argv),
+            env=environ,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
     except OSError as exc:
         raise CliJobError(f"cannot run {argv[0]!r}: {exc}") from None
-    output = {"exit_code": done.returncode, "stdout": _tail(done.stdout), "stderr": _tail(done.stderr)}
-    if done.returncode != 0:
-        raise CliJobError(f"{argv[0]} exited with {done.returncode}: {output['stderr'] or output['stdout']}")
+    with proc:  # closes the pipes
+        try:
+            stdout, stderr = _communicate(proc)
+        except BaseException:  # the job's timeout, a stop of the worker, an error here
+            _stop(proc)
+            raise
+    code = proc.returncode
+    output = {"exit_code": code, "stdout": _tail(stdout), "stderr": _tail(stderr)}
+    if code != 0:
+        raise CliJobError(f"{argv[0]} {_describe_exit(code)}: {output['stderr'] or output['stdout']}")
     return output
