@@ -8,17 +8,22 @@ Any other outcome raises, so the job is retried or failed like any other.
 
 from __future__ import annotations
 
+import functools
+import io
 import json as jsonlib
 import logging
 import os
 import selectors
 import signal
+import socket
+import string
 import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
+from http import client as http_client
 from typing import Any
 
 from horizon.jobs import FailForGood, job
@@ -28,6 +33,7 @@ log = logging.getLogger(__name__)
 EXCERPT = 4096  # bytes of a response body or of stdout/stderr kept in the output
 ERROR_EXCERPT = 512  # bytes of a failed response's body quoted in the error message
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+MAX_REDIRECTS = 10  # redirects an http job follows (http:// and https:// only)
 CHUNK = 65536  # bytes read from a cli job's pipe at a time
 POLL = 0.1  # s between checks that a cli job's command has exited while its pipes are quiet
 DRAIN = 0.5  # s to read what is left in the pipes once the command has exited
@@ -89,6 +95,115 @@ def _request(
     return urllib.request.Request(url, data=data, headers=hdrs, method=method)
 
 
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follows at most MAX_REDIRECTS redirects, to http:// and https:// URLs only (urllib's own
+    follows ftp:// too), without reading the redirecting answer's body."""
+
+    def http_error_302(self, req, fp, code, msg, headers):  # type: ignore[no-untyped-def]
+        location = headers.get("location") or headers.get("uri")
+        if not location:
+            return None  # an error like any other non-2xx answer
+        # as urllib does: headers are decoded as ISO-8859-1; percent-encode non-ASCII bytes and spaces
+        location = urllib.parse.quote(location, encoding="iso-8859-1", safe=string.punctuation)
+        target = urllib.parse.urljoin(req.full_url, location)
+        scheme = urllib.parse.urlsplit(target).scheme
+        hops = getattr(req, "hops", 0)
+        where = f"{req.get_method()} {req.full_url} answered {code} redirecting to {target}"
+        if scheme not in ("http", "https"):
+            fp.close()
+            raise HttpJobError(f"{where}: refused, only http:// and https:// redirects are followed, not {scheme}://")
+        if hops >= MAX_REDIRECTS:
+            fp.close()
+            raise HttpJobError(f"{where}: refused, more than {MAX_REDIRECTS} redirects")
+        new = self.redirect_request(req, fp, code, msg, headers, target)  # HTTPError if not to be followed
+        new.hops = hops + 1  # type: ignore[attr-defined]
+        fp.close()
+        log.debug("%s", where)
+        return self.parent.open(new, timeout=req.timeout)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline reached")
+    return left
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A response's socket reader whose every read may take only what is left until the deadline."""
+
+    def __init__(self, raw: Any, sock: socket.socket, deadline: float) -> None:
+        self._raw, self._sock, self._deadline = raw, sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._sock.settimeout(_left(self._deadline))
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineResponse(http_client.HTTPResponse):
+    def __init__(self, sock: socket.socket, *args: Any, deadline: float, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, deadline))
+
+
+class _DeadlineConnection(http_client.HTTPConnection):
+    """Connects, sends and reads the answer (status line, headers, body) by the deadline."""
+
+    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+        self.response_class = functools.partial(_DeadlineResponse, deadline=deadline)  # type: ignore[assignment]
+
+    def connect(self) -> None:
+        self.timeout = _left(self.deadline)
+        super().connect()
+
+
+class _DeadlineHTTPSConnection(_DeadlineConnection, http_client.HTTPSConnection):
+    pass
+
+
+class _DeadlineHandler(urllib.request.HTTPSHandler):
+    """Opens http:// and https:// URLs with the connections above."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def do_open(self, http_class, req, **kwargs):  # type: ignore[no-untyped-def]
+        deadline_class = _DeadlineHTTPSConnection if http_class is http_client.HTTPSConnection else _DeadlineConnection
+        return super().do_open(functools.partial(deadline_class, deadline=self.deadline), req, **kwargs)
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(http_client.HTTPConnection, req)
+
+    http_request = urllib.request.AbstractHTTPHandler.do_request_
+
+
+def _opener(deadline: float) -> urllib.request.OpenerDirector:
+    """urllib's default opener for http:// and https:// only (no ftp:, file: or data: handler)."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(),
+        urllib.request.UnknownHandler(),
+        _DeadlineHandler(deadline),
+        urllib.request.HTTPDefaultErrorHandler(),
+        _Redirects(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
 @job(name="horizon.http")
 def http(
     url: str,
@@ -100,19 +215,31 @@ def http(
     body: str | None = None,
     timeout: float = 30,
 ) -> dict[str, Any]:
-    """Make one HTTP request; 2xx is success: {"status", "body" (first 4 KiB)}."""
+    """Make one HTTP request; 2xx is success: {"status", "body" (first 4 KiB)}.
+
+    ``timeout`` is a deadline for the whole request: connecting, sending, and reading the answer
+    (its headers and the part of its body kept), redirects included."""
     request = _request(method, url, headers, query, json, form, body)
+    timeout = float(timeout)
+    deadline = time.monotonic() + timeout
+    what = f"{request.method} {request.full_url}"
     try:
-        with urllib.request.urlopen(request, timeout=float(timeout)) as response:  # noqa: S310 (scheme checked)
-            status, data = response.status, response.read(EXCERPT + 1)
-    except urllib.error.HTTPError as exc:
-        data = exc.read(EXCERPT + 1) if exc.fp else b""
-        quoted = _excerpt(data, ERROR_EXCERPT)
-        raise HttpJobError(f"{request.method} {request.full_url} answered {exc.code}: {quoted}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise HttpJobError(f"{request.method} {request.full_url} failed: {exc}") from None
+        try:
+            with _opener(deadline).open(request) as response:
+                status, data = response.status, response.read(EXCERPT + 1)
+        except urllib.error.HTTPError as exc:
+            try:
+                data = exc.read(EXCERPT + 1) if exc.fp else b""
+            finally:
+                exc.close()
+            raise HttpJobError(f"{what} answered {exc.code}: {_excerpt(data, ERROR_EXCERPT)}") from None
+    except (urllib.error.URLError, OSError, http_client.HTTPException) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(reason, TimeoutError):  # every socket wait is bounded by what is left
+            raise HttpJobError(f"{what} failed: http.timeout of {timeout:g} s exceeded") from None
+        raise HttpJobError(f"{what} failed: {reason}") from None
     if not 200 <= status < 300:
-        raise HttpJobError(f"{request.method} {request.full_url} answered {status}: {_excerpt(data, ERROR_EXCERPT)}")
+        raise HttpJobError(f"{what} answered {status}: {_excerpt(data, ERROR_EXCERPT)}")
     return {"status": status, "body": _excerpt(data)}
 
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.parse
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psutil
 import pytest
@@ -129,3 +134,123 @@ def test_cli_killed_by_a_signal_names_it(cli_enabled, hz, procs):
     job = finished(hz, job_id)
     assert job["status"] == "failed"
     assert message(job) == "sh killed by signal 9 (SIGKILL): dying\n"
+
+
+# --- http ---------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        if url.path == "/ok":
+            self.answer(200, b"hello")
+        elif url.path == "/redirect":
+            self.answer(int(query.get("code", 302)), b"moved", ("Location", query["to"]))
+        elif url.path == "/loop":
+            self.answer(302, b"", ("Location", f"/loop?n={int(query.get('n', 0)) + 1}"))
+        elif url.path == "/drip-body":  # the headers at once, then a byte every 0.2 s
+            self.drip(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", 0, b"d" * 1000)
+        elif url.path == "/drip-headers":  # the status line, then the headers a byte every 0.2 s
+            self.drip(b"HTTP/1.1 200 OK\r\n", 0.2, b"X-Slow: " + b"s" * 1000 + b"\r\n\r\n")
+
+    def answer(self, code: int, body: bytes, *headers: tuple[str, str]) -> None:
+        self.send_response(code)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def drip(self, start: bytes, pause: float, rest: bytes) -> None:
+        self.close_connection = True
+        try:
+            self.wfile.write(start)
+            self.wfile.flush()
+            for i in range(len(rest)):
+                time.sleep(0.2)
+                self.wfile.write(rest[i : i + 1])
+                self.wfile.flush()
+        except OSError:  # the client gave up
+            pass
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def ftp_sink() -> Iterator[tuple[int, list]]:
+    """A TCP listener standing for an FTP server: (its port, the connections it accepted)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield listener.getsockname()[1], accepted
+    listener.close()
+    for conn in accepted:
+        conn.close()
+
+
+def http_job(hz, job_timeout: float = 30, tries: int = 1, **spec) -> str:
+    return builtin_jobs.http.options(timeout=job_timeout, tries=tries).dispatch(**spec)
+
+
+def test_http_follows_redirects_to_http_only(hz, procs, http_server, ftp_sink):
+    """Before, a redirect to ftp:// was followed (the worker logged in to the FTP server), and one
+    to file:// failed as 'answered 302: ' without saying why."""
+    ftp_port, ftp_connections = ftp_sink
+    ok = http_job(hz, url=f"{http_server}/redirect?to=/redirect%3Fto%3D/ok")
+    ftp = http_job(hz, url=f"{http_server}/redirect?to=ftp://127.0.0.1:{ftp_port}/secret.txt")
+    local = http_job(hz, url=f"{http_server}/redirect?to=file:///etc/passwd&code=301")
+    loop = http_job(hz, url=f"{http_server}/loop")
+    procs.horizon("work")
+    job = finished(hz, ok)
+    assert job["status"] == "completed" and json.loads(job["output"]) == {"status": 200, "body": "hello"}
+    job = finished(hz, ftp)
+    assert job["status"] == "failed"
+    assert message(job) == (
+        f"GET {http_server}/redirect?to=ftp://127.0.0.1:{ftp_port}/secret.txt answered 302 redirecting to "
+        f"ftp://127.0.0.1:{ftp_port}/secret.txt: refused, only http:// and https:// redirects are followed, not ftp://"
+    )
+    assert ftp_connections == []
+    job = finished(hz, local)
+    assert job["status"] == "failed" and "answered 301 redirecting to file:///etc/passwd" in message(job)
+    assert message(job).endswith("not file://")
+    job = finished(hz, loop)
+    assert job["status"] == "failed"
+    assert message(job) == (
+        f"GET {http_server}/loop?n=10 answered 302 redirecting to {http_server}/loop?n=11: "
+        "refused, more than 10 redirects"
+    )
+
+
+@pytest.mark.parametrize("path", ["drip-body", "drip-headers"])
+def test_http_timeout_is_a_deadline_for_the_whole_request(hz, procs, http_server, path):
+    """Before, http.timeout bounded each socket read: a server sending a byte every 0.2 s kept the
+    job running until the job's own timeout."""
+    job_id = http_job(hz, job_timeout=8, url=f"{http_server}/{path}", timeout=1)
+    started = time.monotonic()
+    procs.horizon("work")
+    job = finished(hz, job_id)
+    assert job["status"] == "failed"
+    assert message(job) == f"GET {http_server}/{path} failed: http.timeout of 1 s exceeded"
+    assert time.monotonic() - started < 6  # the job's own timeout is 8 s
