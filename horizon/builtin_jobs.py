@@ -12,7 +12,9 @@ import functools
 import io
 import json as jsonlib
 import logging
+import math
 import os
+import re
 import selectors
 import signal
 import socket
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 EXCERPT = 4096  # bytes of a response body or of stdout/stderr kept in the output
 ERROR_EXCERPT = 512  # bytes of a failed response's body quoted in the error message
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a header name (RFC 9110)
+_URL_REFUSED = re.compile(r"[\x00-\x20\x7f]")  # what http.client refuses in a URL
 MAX_REDIRECTS = 10  # redirects an http job follows (http:// and https:// only)
 CHUNK = 65536  # bytes read from a cli job's pipe at a time
 POLL = 0.1  # s between checks that a cli job's command has exited while its pipes are quiet
@@ -46,6 +50,11 @@ class HttpJobError(RuntimeError):
 
 class CliJobError(RuntimeError):
     """The command could not start or exited with a non-zero code."""
+
+
+class InvalidSpec(FailForGood, ValueError):
+    """The spec can never run (a malformed URL or header, a NUL in an argument...): the job
+    fails at once, without retries. The message names the field."""
 
 
 class CliDisabled(FailForGood, PermissionError):
@@ -62,6 +71,58 @@ def _tail(data: bytes) -> str:
     return ("…" if len(data) > EXCERPT else "") + text
 
 
+def _mapping(value: Any, field: str) -> Mapping[Any, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidSpec(f"{field} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _url(url: Any) -> urllib.parse.SplitResult:
+    """The URL's parts, when http.client can request it."""
+    if not isinstance(url, str) or not url.isascii() or _URL_REFUSED.search(url):
+        raise InvalidSpec(f"http.url must be an ASCII string without spaces or control characters, got {url!r}")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError when out of range or not a number)
+    except ValueError as exc:
+        raise InvalidSpec(f"http.url {url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidSpec(f"http.url must be an absolute http:// or https:// URL with a host, got {url!r}")
+    return parts
+
+
+def _headers(headers: Any) -> dict[str, str]:
+    checked = {}
+    for name, value in _mapping(headers, "http.headers").items():
+        name, value = str(name), str(value)
+        if not _TOKEN.fullmatch(name):
+            raise InvalidSpec(f"http.headers: {name!r} is not a valid header name")
+        if any(c in value for c in "\r\n\0") or not _latin1(value):
+            raise InvalidSpec(f"http.headers[{name!r}]: the value must be Latin-1 without CR, LF or NUL, got {value!r}")
+        checked[name] = value
+    return checked
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _timeout(timeout: Any) -> float:
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise InvalidSpec(f"http.timeout must be a number of seconds above 0, got {timeout!r}")
+    return seconds
+
+
 def _request(
     method: str,
     url: str,
@@ -71,27 +132,27 @@ def _request(
     form: Mapping[str, Any] | None,
     body: str | None,
 ) -> urllib.request.Request:
+    """The request the spec describes; InvalidSpec (never retried) when it can never be made."""
     method = str(method).upper()
     if method not in HTTP_METHODS:
-        raise ValueError(f"http.method must be one of {', '.join(HTTP_METHODS)}, got {method!r}")
-    parts = urllib.parse.urlsplit(str(url))
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"http.url must be an absolute http:// or https:// URL, got {url!r}")
+        raise InvalidSpec(f"http.method must be one of {', '.join(HTTP_METHODS)}, got {method!r}")
+    parts = _url(url)
     if sum(x is not None for x in (json, form, body)) > 1:
-        raise ValueError("http: give at most one of json, form or body")
+        raise InvalidSpec("http: give at most one of json, form or body")
     if query:
-        extra = urllib.parse.urlencode(dict(query), doseq=True)
+        extra = urllib.parse.urlencode(dict(_mapping(query, "http.query")), doseq=True)
         url = urllib.parse.urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
-    hdrs = {"User-Agent": "horizon-http-job", **{str(k): str(v) for k, v in (headers or {}).items()}}
-    data = None
+    hdrs = {"User-Agent": "horizon-http-job", **_headers(headers)}
+    data, content_type = None, None
     if json is not None:
-        data = jsonlib.dumps(json).encode()
-        hdrs.setdefault("Content-Type", "application/json")
+        data, content_type = jsonlib.dumps(json).encode(), "application/json"
     elif form is not None:
-        data = urllib.parse.urlencode(dict(form), doseq=True).encode()
-        hdrs.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        data = urllib.parse.urlencode(dict(_mapping(form, "http.form")), doseq=True).encode()
+        content_type = "application/x-www-form-urlencoded"
     elif body is not None:
         data = str(body).encode()
+    if content_type and not any(name.lower() == "content-type" for name in hdrs):
+        hdrs["Content-Type"] = content_type
     return urllib.request.Request(url, data=data, headers=hdrs, method=method)
 
 
@@ -220,7 +281,7 @@ def http(
     ``timeout`` is a deadline for the whole request: connecting, sending, and reading the answer
     (its headers and the part of its body kept), redirects included."""
     request = _request(method, url, headers, query, json, form, body)
-    timeout = float(timeout)
+    timeout = _timeout(timeout)
     deadline = time.monotonic() + timeout
     what = f"{request.method} {request.full_url}"
     try:
@@ -247,6 +308,26 @@ def _cli_enabled() -> bool:
     from horizon.context import current
 
     return current().settings.job_types.cli.enabled
+
+
+def _command(argv: Any, env: Any, cwd: Any) -> tuple[list[str], dict[str, str]]:
+    """The command's argv and environment (the worker's, updated by ``env``); InvalidSpec (never
+    retried) when the spec can never run."""
+    if isinstance(argv, str) or not isinstance(argv, Sequence) or not argv or not all(isinstance(a, str) for a in argv):
+        raise InvalidSpec("cli.argv must be a non-empty list of strings")
+    if any("\0" in a for a in argv):
+        raise InvalidSpec("cli.argv: an argument contains a NUL character")
+    environ = dict(os.environ)
+    for key, value in _mapping(env, "cli.env").items():
+        key, value = str(key), str(value)
+        if not key or "=" in key or "\0" in key:
+            raise InvalidSpec(f"cli.env: {key!r} is not a valid variable name (empty, or with '=' or NUL)")
+        if "\0" in value:
+            raise InvalidSpec(f"cli.env[{key!r}]: the value contains a NUL character")
+        environ[key] = value
+    if cwd is not None and (not isinstance(cwd, str) or "\0" in cwd or not os.path.isdir(cwd)):
+        raise InvalidSpec(f"cli.cwd must be an existing directory on the worker's host, got {cwd!r}")
+    return list(argv), environ
 
 
 def _exited(pid: int) -> bool:
@@ -331,12 +412,10 @@ def cli(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | No
     whatever it left running in its group is killed."""
     if not _cli_enabled():
         raise CliDisabled("cli jobs are disabled on this host: set job_types.cli.enabled: true in the config")
-    if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
-        raise ValueError("cli.argv must be a non-empty list of strings")
-    environ = {**os.environ, **{str(k): str(v) for k, v in (env or {}).items()}}
+    argv, environ = _command(argv, env, cwd)
     try:
         proc = subprocess.Popen(
-            list(argv),
+            argv,
             env=environ,
             cwd=cwd,
             stdin=subprocess.DEVNULL,

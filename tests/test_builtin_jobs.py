@@ -254,3 +254,48 @@ def test_http_timeout_is_a_deadline_for_the_whole_request(hz, procs, http_server
     assert job["status"] == "failed"
     assert message(job) == f"GET {http_server}/{path} failed: http.timeout of 1 s exceeded"
     assert time.monotonic() - started < 6  # the job's own timeout is 8 s
+
+
+# --- specs that can never run -------------------------------------------------------------------
+
+NOWHERE = "http://127.0.0.1:1/"
+NEVER_RUN = [
+    ("http", {"url": "http://"}, "http.url"),
+    ("http", {"url": "http://:80/"}, "http.url"),
+    ("http", {"url": "http://[::1/x"}, "http.url"),
+    ("http", {"url": "http://127.0.0.1:1/o k"}, "http.url"),
+    ("http", {"url": "http://127.0.0.1:99999/"}, "http.url"),
+    ("http", {"url": "http://127.0.0.1:1/caf\u00e9"}, "http.url"),
+    ("http", {"url": "ftp://127.0.0.1/"}, "http.url"),
+    ("http", {"url": NOWHERE, "headers": {"X-A": "v\r\nX-Injected: 1"}}, "http.headers['X-A']"),
+    ("http", {"url": NOWHERE, "headers": {"Bad Name:": "v"}}, "http.headers: 'Bad Name:'"),
+    ("http", {"url": NOWHERE, "headers": ["X-A"]}, "http.headers must be an object"),
+    ("http", {"url": NOWHERE, "method": "TRACE"}, "http.method"),
+    ("http", {"url": NOWHERE, "timeout": 0}, "http.timeout"),
+    ("http", {"url": NOWHERE, "timeout": "soon"}, "http.timeout"),
+    ("http", {"url": NOWHERE, "json": {}, "body": "x"}, "at most one of json, form or body"),
+    ("cli", {"argv": []}, "cli.argv"),
+    ("cli", {"argv": ["echo", "a\0b"]}, "cli.argv"),
+    ("cli", {"argv": ["env"], "env": {"A=B": "1"}}, "cli.env: 'A=B'"),
+    ("cli", {"argv": ["env"], "env": {"": "1"}}, "cli.env: ''"),
+    ("cli", {"argv": ["env"], "env": {"A": "x\0y"}}, "cli.env['A']"),
+    ("cli", {"argv": ["true"], "cwd": "/nonexistent/horizon-test"}, "cli.cwd"),
+]
+
+
+def test_specs_that_can_never_run_fail_at_once(cli_enabled, hz, procs):
+    """Before, they raised ValueError (or http.client's InvalidURL) in the worker and were tried
+    again on every try. Transient failures are still retried."""
+    jobs = {job_type: getattr(builtin_jobs, job_type) for job_type in ("http", "cli")}
+    never = [(jobs[t].options(tries=3).dispatch(**spec), field) for t, spec, field in NEVER_RUN]
+    refused = jobs["http"].options(tries=2).dispatch(url=NOWHERE)
+    exit_3 = jobs["cli"].options(tries=2).dispatch(argv=["sh", "-c", "exit 3"])
+    procs.horizon("work")
+    for job_id, field in never:
+        job = finished(hz, job_id)
+        exc = json.loads(job["exception"])
+        assert (job["status"], job["attempts"], exc["class"]) == ("failed", "1", "horizon.builtin_jobs.InvalidSpec")
+        assert field in exc["message"]
+    for job_id in (refused, exit_3):
+        job = finished(hz, job_id)
+        assert (job["status"], job["attempts"]) == ("failed", "2")
