@@ -3,7 +3,18 @@
 The job's kwargs are the type's spec (``POST jobs`` with ``{"type": "http", "http": {...}}``
 becomes ``horizon.http`` with those kwargs). Success is a 2xx answer / exit code 0; the
 returned dict (status or exit code plus bounded excerpts) is kept as the job's ``output``.
-Any other outcome raises, so the job is retried or failed like any other.
+Any other outcome raises, so the job is retried or failed like any other; a spec that can
+never run raises :class:`InvalidSpec` (a ``FailForGood``: failed at once, without retries).
+
+http: redirects are followed to http:// and https:// URLs only, at most MAX_REDIRECTS times;
+``timeout`` is a deadline for the whole request (connecting, sending, reading the answer's
+headers and kept body), redirects included; only the first EXCERPT bytes of the body are read.
+
+cli: the command runs without a shell, with an empty stdin, in a session (process group) of
+its own. Only the last EXCERPT bytes of stdout and stderr are kept in memory. The job ends when
+the command exits, and whatever it left running in its process group is then killed (SIGKILL);
+on the job's timeout, or any other exception, the group gets SIGTERM, then SIGKILL after
+KILL_AFTER seconds. Processes that leave the group (``setsid``) are not tracked.
 """
 
 from __future__ import annotations
@@ -384,6 +395,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         return
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGTERM, signal.SIGINT})
     try:
+        log.info("stopping the process group of %s (pid %d)", proc.args[0], proc.pid)
         _signal_group(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + KILL_AFTER
         while not _exited(proc.pid) and time.monotonic() < deadline:
