@@ -72,6 +72,10 @@ class CliDisabled(FailForGood, PermissionError):
     """cli jobs are off unless ``job_types.cli.enabled`` is true (never retried)."""
 
 
+class HttpDisabled(FailForGood, PermissionError):
+    """http jobs are off when ``job_types.http.enabled`` is false (never retried)."""
+
+
 def _excerpt(data: bytes, size: int = EXCERPT) -> str:
     text = data[:size].decode("utf-8", errors="replace")
     return text + ("…" if len(data) > size else "")
@@ -291,6 +295,8 @@ def http(
 
     ``timeout`` is a deadline for the whole request: connecting, sending, and reading the answer
     (its headers and the part of its body kept), redirects included."""
+    if not _enabled("http"):  # a job pushed by name or straight to Redis passes no API check
+        raise HttpDisabled("http jobs are disabled on this host: job_types.http.enabled is false in the config")
     request = _request(method, url, headers, query, json, form, body)
     timeout = _timeout(timeout)
     deadline = time.monotonic() + timeout
@@ -315,10 +321,14 @@ def http(
     return {"status": status, "body": _excerpt(data)}
 
 
-def _cli_enabled() -> bool:
+def _enabled(kind: str) -> bool:
     from horizon.context import current
 
-    return current().settings.job_types.cli.enabled
+    return bool(getattr(current().settings.job_types, kind).enabled)
+
+
+def _cli_enabled() -> bool:
+    return _enabled("cli")
 
 
 def _command(argv: Any, env: Any, cwd: Any) -> tuple[list[str], dict[str, str]]:

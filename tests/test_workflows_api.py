@@ -90,6 +90,26 @@ def test_cli_job_refused_while_disabled(hz, client, procs, redis_client):
 
 
 @pytest.fixture
+def http_disabled(config_data):
+    config_data["job_types"] = {"http": {"enabled": False}}
+    return config_data
+
+
+def test_http_job_refused_by_the_worker_while_disabled(http_disabled, hz, procs, redis_client):
+    """An http job that reaches a worker by name (pushed from Python or straight to Redis) while
+    job_types.http.enabled is false fails for good there. Before, the worker made the request."""
+    from horizon import builtin_jobs
+
+    job_id = builtin_jobs.http.options(tries=3).dispatch(url="http://127.0.0.1:9/never")
+    procs.horizon("work")
+    wait_for(lambda: status(hz, job_id) == "failed", timeout=20)
+    exc = json.loads(redis_client.hget(hz.keys.job(job_id), "exception"))
+    assert exc["class"] == "horizon.builtin_jobs.HttpDisabled"
+    assert "job_types.http.enabled" in exc["message"]
+    assert redis_client.hget(hz.keys.job(job_id), "attempts") == "1"
+
+
+@pytest.fixture
 def cli_enabled(config_data):
     config_data["job_types"] = {"cli": {"enabled": True}}
     return config_data
