@@ -331,6 +331,22 @@ def _cli_enabled() -> bool:
     return _enabled("cli")
 
 
+def check_spec(kind: str, spec: Mapping[str, Any]) -> None:
+    """InvalidSpec naming the field when an ``http`` or ``cli`` spec (the job's kwargs) could never
+    run on any host: what the API checks before it pushes the job. (Whether ``cli.cwd`` exists is
+    up to the worker's host.)"""
+    if kind == "http":
+        _request(spec.get("method", "GET"), spec.get("url"), spec.get("headers"), spec.get("query"),
+                 spec.get("json"), spec.get("form"), spec.get("body"))
+        if "timeout" in spec:
+            _timeout(spec["timeout"])
+    else:
+        _command(spec.get("argv"), spec.get("env"), None)
+        cwd = spec.get("cwd")
+        if cwd is not None and (not isinstance(cwd, str) or "\0" in cwd):
+            raise InvalidSpec(f"cli.cwd must be a directory path, got {cwd!r}")
+
+
 def _command(argv: Any, env: Any, cwd: Any) -> tuple[list[str], dict[str, str]]:
     """The command's argv and environment (the worker's, updated by ``env``); InvalidSpec (never
     retried) when the spec can never run."""

@@ -64,9 +64,24 @@ def test_delay_and_run_at_make_scheduled_jobs(hz, client):  # noqa: F811
         ({"name": "horizon.cli", "kwargs": {"argv": ["true"]}}, 'built-in job type: send {"type": "cli"'),
         ({"name": "tests.noop", "tags": ["t" * 900_000]}, "a tag must be at most 255 characters"),
         ({"type": "http", "http": {"url": "http://x", "timeout": -1}}, "http.timeout must be between"),
+        # before: 201, then the worker failed them on every try
+        ({"type": "http", "http": {"url": "http://"}}, "http.url must be an absolute"),
+        ({"type": "http", "http": {"url": "http://a b/"}}, "http.url must be an ASCII string"),
+        ({"type": "http", "http": {"url": "http://[::1/"}}, "is not a valid URL"),
+        ({"type": "http", "http": {"url": "http://x", "headers": {"X-A": "1\r\nX-B: 2"}}}, "http.headers"),
+        ({"type": "http", "http": {"url": "http://x", "headers": {"bad name": "1"}}}, "not a valid header name"),
+        ({"type": "cli", "cli": {"argv": ["echo", "a\u0000b"]}}, "NUL"),
+        ({"type": "cli", "cli": {"argv": ["env"], "env": {"A=B": "1"}}}, "not a valid variable name"),
     ],
 )
 def test_bad_bodies_are_400_naming_the_field(hz, client, body, words):  # noqa: F811
+    from dataclasses import replace
+
+    from horizon.config import JobTypeSettings
+
+    services = client.application.extensions["horizon"]  # cli enabled: its spec is what is judged
+    job_types = replace(services.settings.job_types, cli=JobTypeSettings(enabled=True))
+    services.settings = replace(services.settings, job_types=job_types)
     message = assert_error(client.post(f"{API}/jobs", data=json.dumps(body)), 400, "BAD_REQUEST")
     assert words in message
     assert hz.redis.keys(f"{{{hz.settings.prefix}}}:job:*") == []

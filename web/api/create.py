@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from horizon import jobs, payload
+from horizon import builtin_jobs, jobs, payload
 from horizon.config import Settings
 from horizon.keys import QueueNameError
 from horizon.queue import JobSpec
@@ -137,6 +137,10 @@ def _definition(data: dict[str, Any], settings: Settings) -> tuple[jobs.JobDefin
         if not getattr(settings.job_types, kind).enabled:
             raise ApiError(403, f"{kind} jobs are disabled (job_types.{kind}.enabled: false)")
         spec = _http_spec(data.get(kind)) if kind == "http" else _cli_spec(data.get(kind))
+        try:  # what the worker would refuse for good (a malformed URL or header, a NUL, ...)
+            builtin_jobs.check_spec(kind, spec)
+        except builtin_jobs.InvalidSpec as exc:
+            raise bad_request(str(exc)) from None
         return None, TYPE_NAMES[kind], spec
     if not isinstance(name, str) or not name:
         raise bad_request("name must be a non-empty string")
