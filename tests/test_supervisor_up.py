@@ -69,8 +69,13 @@ def test_up_runs_redis_master_web_and_demo_then_ctrl_c_stops_all(procs, proc_env
     # the embedded Redis dies (kill -9, an OOM kill): `horizon up` starts it again on the same port,
     # its AOF brings the data back, and the master and its workers go on with it
     def redis_process():
-        return next((p for p in psutil.Process(up.pid).children() if "redis-server" in p.name()
-                     and p.status() != psutil.STATUS_ZOMBIE), None)
+        for child in psutil.Process(up.pid).children():
+            try:
+                if "redis-server" in child.name() and child.status() != psutil.STATUS_ZOMBIE:
+                    return child
+            except psutil.Error:  # a child that exited meanwhile
+                pass
+        return None
 
     dead = redis_process()
     done_before = int(client.hget("{updemo}:metrics:queue:default", "throughput") or 0)
