@@ -56,6 +56,27 @@ def test_pause_is_honoured_by_workers_then_resume(hz, client, procs, redis_clien
     redis_client.delete(key)
 
 
+def test_a_drain_of_many_chunks_reports_its_whole_count(hz, client, redis_client):  # noqa: F811
+    """The drain runs in chunks of 1000; its queue:drained event gave the last chunk's count
+    (500 for 2500 jobs) where X-Horizon-Affected gave the whole."""
+    sample_jobs.noop.options(queue="big").dispatch_many([((), {})] * 2200)
+    sample_jobs.noop.options(queue="big", delay=600).dispatch_many([((), {})] * 300)
+    drained = client.post(f"{API}/queues/big/drain")
+    assert drained.headers["X-Horizon-Affected"] == "2500"
+    events = [json.loads(e["data"]) for _, e in redis_client.xrange(hz.keys.events()) if e["event"] == "queue:drained"]
+    assert [(e["queue"], e["removed"]) for e in events] == [("big", 2500)]
+
+
+def test_a_queue_name_that_is_not_utf8_is_a_400(hz, client):  # noqa: F811
+    """Werkzeug decodes a path's invalid UTF-8 into U+FFFD: POST queues/%FF/pause paused a queue
+    named '\ufffd' (and listed it for ever). Now such a path is refused."""
+    for raw in ("%FF", "%ED%A0%80", "%C3%28"):
+        message = assert_error(client.post(f"{API}/queues/{raw}/pause"), 400, "BAD_REQUEST")
+        assert "not valid UTF-8" in message
+    assert get(client, "/queues") == []
+    assert_error(client.get(f"{API}/jobs/%FF"), 400, "BAD_REQUEST")
+
+
 def test_drain_promote_clean_and_retry_all(hz, client, procs, redis_client):  # noqa: F811
     sample_jobs.noop.dispatch_many([((), {})] * 5)
     later = sample_jobs.noop.options(delay=3600).dispatch()
@@ -80,6 +101,8 @@ def test_drain_promote_clean_and_retry_all(hz, client, procs, redis_client):  # 
 
     assert_error(client.post(f"{API}/queues/default/clean", json={"state": "weird"}), 400, "BAD_REQUEST")
     assert_error(client.post(f"{API}/queues/default/clean", json={"state": "failed", "grace": -1}), 400, "BAD_REQUEST")
+    too_long = client.post(f"{API}/queues/default/clean", json={"state": "failed", "grace": 315360001})
+    assert "between 0 and 315360000, got 315360001" in assert_error(too_long, 400, "BAD_REQUEST")  # was 3.1536e+08
     kept = client.post(f"{API}/queues/default/clean", json={"state": "failed", "grace": 3600})
     assert kept.headers["X-Horizon-Affected"] == "0"
     cleaned = client.post(f"{API}/queues/default/clean", json={"state": "failed", "grace": 0})

@@ -7,9 +7,10 @@ and unexpected exceptions are turned into the same envelope by :func:`register`.
 from __future__ import annotations
 
 import logging
+from urllib.parse import unquote_to_bytes
 
 import redis
-from flask import Flask, Response, current_app, jsonify
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from horizon.connection import as_refusal
@@ -103,7 +104,24 @@ def _internal(exc: Exception) -> Response:
     return envelope(500, "internal error; see the server log")
 
 
+def check_path() -> None:
+    """before_request: a path that is not UTF-8 is a 400. Werkzeug decodes it with U+FFFD in place
+    of the bad bytes, which would name another queue, job or tag (queues/%FF/pause paused a queue
+    called '\ufffd'). The request line as sent (RAW_URI, REQUEST_URI: gunicorn, Werkzeug) is
+    judged, else WSGI's PATH_INFO (the path's bytes as latin-1)."""
+    environ = request.environ
+    sent = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    try:
+        if sent:
+            unquote_to_bytes(sent.split("?", 1)[0]).decode("utf-8")
+        else:
+            environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise ApiError(400, "the URL path is not valid UTF-8 (percent-encode UTF-8 bytes)") from None
+
+
 def register(app: Flask) -> None:
+    app.before_request(check_path)
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(redis.ConnectionError, _unavailable)

@@ -78,6 +78,11 @@ def string(data: dict[str, Any], field: str, *, max_len: int = 1000, default: st
     return value
 
 
+def _text(x: float) -> str:
+    """A bound as written: whole numbers in full (315360000, not 3.1536e+08)."""
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:g}"
+
+
 def number(data: dict[str, Any], field: str, *, minimum: float = 0, maximum: float = 10**9) -> float | None:
     value = data.get(field)
     if value is None:
@@ -85,7 +90,7 @@ def number(data: dict[str, Any], field: str, *, minimum: float = 0, maximum: flo
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise bad_request(f"{field} must be a number")
     if not minimum <= value <= maximum:
-        raise bad_request(f"{field} must be between {minimum:g} and {maximum:g}, got {value:g}")
+        raise bad_request(f"{field} must be between {_text(minimum)} and {_text(maximum)}, got {value!r}")
     return float(value)
 
 

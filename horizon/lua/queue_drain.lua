@@ -1,7 +1,8 @@
 -- Drain a queue: remove up to ARGV[4] of its pending and scheduled (delayed) jobs,
--- ARGV[3] queue. Each removed job emits job:removed; the call that empties the queue emits
--- queue:drained. Returns {removed, remaining} (the caller repeats while remaining > 0).
-local queue, limit = ARGV[3], tonumber(ARGV[4])
+-- ARGV[3] queue; ARGV[5] how many the drain's earlier calls removed (0 or absent: none). Each
+-- removed job emits job:removed; the call that empties the queue emits queue:drained with the
+-- whole drain's count. Returns {removed, remaining} (the caller repeats while remaining > 0).
+local queue, limit, before = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5] or '0') or 0
 local removed = 0
 while removed < limit do
   local id = redis.call('RPOP', K.queue(queue))
@@ -19,6 +20,6 @@ end
 local remaining = redis.call('LLEN', K.queue(queue)) + redis.call('ZCARD', K.delayed(queue))
 if remaining == 0 then
   redis.call('DEL', K.wake(queue))
-  queue_event('queue:drained', queue, {removed = removed})
+  queue_event('queue:drained', queue, {removed = before + removed})
 end
 return {removed, remaining}

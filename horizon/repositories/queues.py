@@ -146,7 +146,7 @@ class QueueRepository:
         """Remove every pending and scheduled job of ``name``; returns how many."""
         total = 0
         while True:
-            removed, remaining = self.scripts.call("queue_drain", name, CHUNK)
+            removed, remaining = self.scripts.call("queue_drain", name, CHUNK, total)
             total += int(removed)
             if int(remaining) == 0 or int(removed) == 0:
                 return total
