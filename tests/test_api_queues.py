@@ -77,6 +77,12 @@ def test_a_queue_name_that_is_not_utf8_is_a_400(hz, client):  # noqa: F811
     assert_error(client.get(f"{API}/jobs/%FF"), 400, "BAD_REQUEST")
 
 
+def test_events_of_a_queue_name_no_queue_can_have_is_a_400(hz, client):  # noqa: F811
+    """Before, GET queues/a:b/events answered 200 (an endless stream of nothing)."""
+    for path in ("/queues/a:b/events", "/events?queue=a%20b"):
+        assert "invalid queue name" in assert_error(client.get(API + path), 400, "BAD_REQUEST")
+
+
 def test_drain_promote_clean_and_retry_all(hz, client, procs, redis_client):  # noqa: F811
     sample_jobs.noop.dispatch_many([((), {})] * 5)
     later = sample_jobs.noop.options(delay=3600).dispatch()

@@ -1,7 +1,8 @@
 """Server-Sent Events from the capped Redis event stream: GET events, GET queues/{name}/events.
 
 Each event is ``id: <stream id>``, ``event: <name>``, ``data: <JSON>``. A client resumes with
-``Last-Event-ID`` (header, or the ``last_event_id`` query parameter). Heartbeat comments keep
+``Last-Event-ID`` (header, or the ``last_event_id`` query parameter); an id older than the capped
+stream's first entry resumes at that entry (the events between were trimmed: ``events_max``). Heartbeat comments keep
 proxies from closing an idle stream, and each connection ends after a bounded lifetime (the
 client reconnects and resumes) so a server thread is never pinned forever. A stream whose Redis
 goes away ends the same way, not with an exception in the server: the client's reconnection
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 import redis
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
+from horizon.keys import QUEUE_NAME_RULE, is_queue_name
 from horizon.repositories.events import EventRepository
 from web import streams
 from web.errors import bad_request, envelope
@@ -109,11 +111,19 @@ def _stream(queue: str | None) -> Response:
     return response
 
 
+def _queue(name: str | None) -> str | None:
+    """A queue to filter on: one that may not exist yet (its events may come), but never a name no
+    queue can have (400, as the other queue routes)."""
+    if name is not None and not is_queue_name(name):
+        raise bad_request(f"invalid queue name {name!r:.120}: {QUEUE_NAME_RULE}")
+    return name
+
+
 @bp.get("/events")
 def events() -> Response:
-    return _stream(request.args.get("queue") or None)
+    return _stream(_queue(request.args.get("queue") or None))
 
 
 @bp.get("/queues/<name>/events")
 def queue_events(name: str) -> Response:
-    return _stream(name)
+    return _stream(_queue(name))
