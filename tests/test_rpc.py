@@ -301,6 +301,18 @@ def test_each_error_code_and_malformed_frames(server: Server, session: Client) -
     assert rpc.call("session.version") == {"major": 1, "minor": 1}  # still connected
 
 
+def test_non_finite_numbers_and_deep_nesting_keep_the_connection(session: Client) -> None:
+    """NaN / Infinity / 1e400 (as an id or anywhere in a frame) and 50,000-deep nesting are parse
+    errors; the connection stays open and answers the next request."""
+    deep = '{"id": 1, "method": "session.version", "params": ' + '{"a":' * 50_000 + "1" + "}" * 50_000 + "}"
+    for frame in ('{"id": NaN, "method": "session.version"}', '{"id": 1e400, "method": "session.version"}',
+                  '{"id": -Infinity, "method": "session.version"}',
+                  '{"id": 2, "method": "jq.get_jobs", "params": {"count": NaN}}', deep):
+        reply = session.raw(frame)
+        assert reply["id"] is None and reply["error"]["code"] == -32700, (frame[:60], reply)
+    assert session.call("session.version") == {"major": 1, "minor": 1}
+
+
 def test_batch(session: Client) -> None:
     reply = session.raw(json.dumps([
         {"id": "a", "method": "session.version"},

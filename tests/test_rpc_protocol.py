@@ -81,6 +81,41 @@ def test_errors(dispatcher: Dispatcher, frame: str, code: int) -> None:
     assert reply(dispatcher, frame)["error"]["code"] == code
 
 
+DEEP = '{"id": 1, "method": "t.open", "params": ' + '{"a":' * 50_000 + "1" + "}" * 50_000 + "}"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"id": NaN, "method": "t.echo", "params": [1]}',
+        '{"id": Infinity, "method": "t.echo", "params": [1]}',
+        '{"id": -Infinity, "method": "t.echo", "params": [1]}',
+        '{"id": 1e400, "method": "t.echo", "params": [1]}',
+        '{"id": 1, "method": "t.echo", "params": [NaN]}',
+        '{"id": 1, "method": "t.echo", "params": {"a": {"b": [-1e999]}}}',
+        '[{"id": 1, "method": "t.echo", "params": [1]}, {"id": 2, "method": "t.echo", "params": [Infinity]}]',
+        DEEP,
+        "[" * 100_000,
+    ],
+)
+def test_non_finite_numbers_and_deep_nesting_are_parse_errors(dispatcher: Dispatcher, frame: str) -> None:
+    """JSON has no NaN/Infinity and a double cannot hold 1e400: the frame is a parse error (and the
+    reply is valid JSON), as is nesting deeper than the parser's limit (not a RecursionError)."""
+    out = reply(dispatcher, frame)
+    assert out["id"] is None and out["error"]["code"] == -32700, out
+
+
+def test_a_reply_that_cannot_be_encoded_is_an_internal_error(dispatcher: Dispatcher) -> None:
+    dispatcher.add("t.nan", lambda ctx: float("nan"))
+    dispatcher.add("t.deep", lambda ctx: __import__("functools").reduce(lambda acc, _: [acc], range(5000), []))
+    assert reply(dispatcher, '{"id": 7, "method": "t.nan"}') == {
+        "id": 7, "error": {"code": -32603, "message": "internal error"}}
+    batch = reply(dispatcher, '[{"id": 8, "method": "t.deep"}, {"id": 9, "method": "t.echo", "params": [1]}]')
+    assert batch == [{"id": 8, "error": {"code": -32603, "message": "internal error"}},
+                     {"id": 9, "result": {"a": 1, "b": 2}}]
+    assert reply(dispatcher, '{"id": 1.5, "method": "t.echo", "params": [1]}')["id"] == 1.5
+
+
 def test_batch_answers_each_in_place(dispatcher: Dispatcher) -> None:
     out = reply(dispatcher, '[{"id": 1, "method": "t.echo", "params": [1]}, 7, {"id": 2, "method": "t.x"}]')
     assert [r.get("id") for r in out] == [1, None, 2]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -54,7 +55,29 @@ def error_reply(error: RpcError, id_: Any = None) -> dict[str, Any]:
 
 
 def _valid_id(value: Any) -> bool:
-    return (isinstance(value, (str, int, float)) and not isinstance(value, bool)) or value is None
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return (isinstance(value, (str, int)) and not isinstance(value, bool)) or value is None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def parse(text: str) -> Any:
+    """A frame's JSON; ValueError for what JSON does not allow (NaN, Infinity, numbers that
+    overflow a double) and for nesting deeper than the parser's recursion limit."""
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
 
 
 def bind(handler: Handler, params: Any) -> dict[str, Any]:
@@ -139,14 +162,27 @@ class Dispatcher:
         return self.call(message, ctx)
 
     def handle_frame(self, frame: str | bytes, ctx: Any) -> str:
-        """One websocket frame to the reply text."""
+        """One websocket frame to the reply text (never raises)."""
         try:
             text = frame.decode("utf-8") if isinstance(frame, (bytes, bytearray)) else frame
-            message = json.loads(text)
+            message = parse(text)
             if "\\u" in text and (problem := payload.text_error(message)):  # only an escape can make one
                 raise ValueError(problem)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             reply: Any = error_reply(RpcError(PARSE_ERROR, "parse error", {"detail": str(exc)}))
         else:
             reply = self.handle(message, ctx)
+        if isinstance(reply, list):
+            return "[" + ",".join(_encode(item) for item in reply) + "]"
+        return _encode(reply)
+
+
+def _encode(reply: dict[str, Any]) -> str:
+    """One reply object as JSON text; a result JSON cannot carry becomes -32603 (logged)."""
+    try:
         return json.dumps(reply, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        log.exception("rpc reply cannot be encoded as JSON")
+        id_ = reply.get("id")
+        return json.dumps(error_reply(RpcError(INTERNAL_ERROR, "internal error"), id_ if _valid_id(id_) else None),
+                          separators=(",", ":"))
