@@ -307,7 +307,9 @@ def test_non_finite_numbers_and_deep_nesting_keep_the_connection(session: Client
     deep = '{"id": 1, "method": "session.version", "params": ' + '{"a":' * 50_000 + "1" + "}" * 50_000 + "}"
     for frame in ('{"id": NaN, "method": "session.version"}', '{"id": 1e400, "method": "session.version"}',
                   '{"id": -Infinity, "method": "session.version"}',
-                  '{"id": 2, "method": "jq.get_jobs", "params": {"count": NaN}}', deep):
+                  '{"id": 2, "method": "jq.get_jobs", "params": {"count": NaN}}',
+                  '{"id": 3, "method": "jq.add_job", "params": {"type": "job", "job": "tests.noop",'
+                  ' "schedule": {"unix_time": NaN}}}', deep):
         reply = session.raw(frame)
         assert reply["id"] is None and reply["error"]["code"] == -32700, (frame[:60], reply)
     assert session.call("session.version") == {"major": 1, "minor": 1}

@@ -143,7 +143,8 @@ def test_schedules(schedule, expected) -> None:
     "schedule",
     [{"unix_time": "soon"}, {"unix_time": True}, {"date_time": "tomorrow"}, {"date_time": 5},
      {"cron": "* * * * *"}, {"every": 5}, {}, {"unix_time": 1, "cron": "* * * * * *"}, [1],
-     {"unix_time": NOW + 20 * 366 * 86400}],
+     {"unix_time": NOW + 20 * 366 * 86400}, {"unix_time": float("nan")}, {"unix_time": float("inf")},
+     {"unix_time": -float("inf")}, {"unix_time": 10**400}, {"date_time": "+" + "9" * 400 + ":00:00"}],
 )
 def test_bad_schedules_name_the_problem(schedule) -> None:
     with pytest.raises(RpcError) as info:

@@ -5,6 +5,7 @@ Pure: takes ``now`` (unix seconds) so tests control time.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +30,10 @@ def parse_date_time(value: str, now: float) -> float:
     m = _RELATIVE.match(value)
     if m:
         hours, minutes, seconds = (int(g) if g else 0 for g in m.groups())
-        return now + hours * 3600 + minutes * 60 + seconds
+        delay = hours * 3600 + minutes * 60 + seconds
+        if delay > MAX_DELAY:  # before the sum: a huge int does not fit a float
+            raise invalid_params("schedule is more than 10 years ahead")
+        return now + delay
     text = value[:-1] + "+00:00" if value.endswith("Z") else value
     try:
         parsed = datetime.fromisoformat(text)
@@ -52,6 +56,17 @@ def check_cron(value: Any) -> str:
     return " ".join(fields)
 
 
+def _seconds(value: Any) -> float | None:
+    """``value`` as a finite float, or None (not a number, a bool, NaN, an infinity, too large)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
 def parse_schedule(value: Any, now: float) -> Schedule:
     """A validated :class:`Schedule` from the ``schedule`` param (None = run now)."""
     if value is None:
@@ -60,9 +75,9 @@ def parse_schedule(value: Any, now: float) -> Schedule:
         raise invalid_params("schedule must be an object with exactly one of unix_time, date_time, cron")
     (kind, raw), = value.items()
     if kind == "unix_time":
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw < 0:
-            raise invalid_params("schedule.unix_time must be a non-negative number of seconds")
-        run_at = float(raw)
+        run_at = _seconds(raw)
+        if run_at is None or run_at < 0:
+            raise invalid_params("schedule.unix_time must be a non-negative, finite number of seconds")
     elif kind == "date_time":
         if not isinstance(raw, str):
             raise invalid_params("schedule.date_time must be a string")
