@@ -521,6 +521,25 @@ def test_failed_http_and_cli_tasks(server: Server, session: Client) -> None:
     assert page1[0]["id"] != page2[0]["id"]
 
 
+def test_a_timed_out_job_reports_status_timeout(server: Server, session: Client) -> None:
+    """The worker stops an attempt past its timeout; jq reports that task as `timeout`."""
+    key = unique("slow")
+    job = session.call("jq.add_job", {"queue": "rpcjobs", "type": "job", "job": "tests.sleep",
+                                      "kwargs": {"key": key, "seconds": 30}, "timeout": 1})
+    task = wait_for(lambda: _finished_task(session, job), timeout=20, interval=0.1,
+                    message="the slow job did not finish")
+    assert task["status"] == "timeout", task
+    assert "JobTimeout" in task["output"]
+    assert session.call("jq.get_job", {"id": job})["status"] == "timeout"
+    server.redis.delete(key)
+
+
+def _finished_task(rpc: Client, job: str) -> dict[str, Any] | None:
+    reply = rpc.request("jq.get_task", {"id": job})
+    task = reply.get("result")
+    return task if task and task["status"] != "running" else None
+
+
 def test_notifications_for_queue_and_job_changes(session: Client) -> None:
     rpc = session
     rpc.call("jq.subscribe", {})

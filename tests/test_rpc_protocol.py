@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from horizon.worker import JobTimeout, _class_name
 from web.rpc import jq_model
 from web.rpc.jq_schedule import Schedule, parse_schedule
 from web.rpc.protocol import Dispatcher, RpcError
@@ -164,6 +165,7 @@ def test_bad_schedules_name_the_problem(schedule) -> None:
         ({"status": "completed"}, {}, "completed"),
         ({"status": "failed", "exception": '{"class": "ValueError"}'}, {}, "failed-worker-error"),
         ({"status": "failed", "exception": '{"class": "JobTimeout"}'}, {}, "timeout"),
+        ({"status": "failed", "exception": json.dumps({"class": _class_name(JobTimeout("t"))})}, {}, "timeout"),
         ({"status": "cancelled"}, {}, "deleted"),
         ({"status": "odd"}, {}, "unknown"),
     ],

@@ -13,7 +13,8 @@ from urllib.parse import urlencode
 
 HTTP_JOB = "horizon.http"
 CLI_JOB = "horizon.cli"
-TIMEOUT_CLASSES = ("JobTimeout", "TimeoutError", "Timeout")
+# exception classes of an attempt that timed out: the worker records "horizon.worker.JobTimeout"
+TIMEOUT_CLASSES = ("horizon.worker.JobTimeout", "JobTimeout", "TimeoutError", "Timeout")
 FINISHED_STATUSES = {"completed", "failed", "cancelled"}
 
 
