@@ -415,6 +415,11 @@ def test_add_get_update_delete_jobs(session: Client) -> None:
     assert abs(got["scheduled_time_sec"] - (time.time() + 3600)) < 30
     assert got["url"] == "https://example.com/hook" and got["http_method"] == "POST"
     assert got["http_body_vars"] == {"a": 1}
+    assert got["schedule"] == {"unix_time": got["scheduled_time_sec"]}  # date_time is reported as unix_time
+    past = rpc.call("jq.add_job", {"queue": queue, "type": "job", "job": "tests.noop",
+                                   "schedule": {"date_time": "2023-04-30T13:20:00Z"}})
+    assert rpc.call("jq.get_job", {"id": past})["schedule"] == {"unix_time": 1682860800}
+    rpc.call("jq.delete_job", {"id": past})
 
     child = rpc.call("jq.add_job", {"queue": queue, "type": "job", "job": "tests.noop", "predecessor": http})
     assert rpc.call("jq.get_job", {"id": child})["status"] == "waiting-predecessor"

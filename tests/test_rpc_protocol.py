@@ -174,6 +174,21 @@ def test_job_status_values(h, kwargs, status) -> None:
     assert jq_model.job_status(h, **kwargs) == status
 
 
+@pytest.mark.parametrize(
+    ("h", "schedule"),
+    [
+        ({"available_at": "1700003600.5", "jq": '{"schedule": {"date_time": "+01:00:00"}}'}, {"unix_time": 1700003600}),
+        ({"jq": '{"schedule": {"unix_time": 1600000000.0}}'}, {"unix_time": 1600000000}),
+        ({"jq": '{"schedule": {"date_time": "+01:00:00"}}'}, None),  # a record of an older version
+        ({"jq": '{"schedule": {"unix_time": NaN}}'}, None),
+        ({}, None),
+    ],
+)
+def test_get_job_schedule_holds_only_unix_time(h, schedule) -> None:
+    got = jq_model.job_detail({"id": "j", "status": "scheduled", **h}, {"id": 1, "name": "q"}, "scheduled")
+    assert got.get("schedule") == schedule
+
+
 def test_an_unavailable_service_is_its_own_error_without_a_traceback(caplog) -> None:
     """Redis away is not a bug in a method: -32002 "retry shortly", one warning, no traceback."""
 

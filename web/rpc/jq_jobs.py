@@ -122,6 +122,7 @@ def _meta(p: dict[str, Any], schedule: Any) -> dict[str, Any]:
 
 def _spec(conn: Connection, p: dict[str, Any], queue: str, run_at: float | None) -> JobSpec:
     name, args, kwargs = _target(conn, p)
+    schedule = {"unix_time": run_at} if run_at is not None else p.get("schedule")  # date_time resolved
     try:
         body = payload.encode(args, kwargs)
     except (TypeError, ValueError) as exc:
@@ -134,7 +135,7 @@ def _spec(conn: Connection, p: dict[str, Any], queue: str, run_at: float | None)
         timeout=float(p.get("timeout", 60)),
         backoff=(float(p.get("retry_delay", 0)),),
         available_at=run_at,
-        extra={"jq": json.dumps(_meta(p, p.get("schedule")), separators=(",", ":"))},
+        extra={"jq": json.dumps(_meta(p, schedule), separators=(",", ":"))},
     )
 
 

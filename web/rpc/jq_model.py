@@ -8,6 +8,7 @@ a task id is the job id; the runs of a recurring job are its tasks.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 from urllib.parse import urlencode
 
@@ -118,6 +119,18 @@ def type_details(h: dict[str, str], *, encoded: bool = False) -> dict[str, Any]:
     return {"job": h.get("name"), "args": args, "kwargs": kwargs}
 
 
+def _unix_time(h: dict[str, str], meta: dict[str, Any]) -> int | None:
+    """When a one-time job was scheduled for, in unix seconds (a get_job schedule holds only
+    unix_time or cron): its due time, else a unix_time it was given (a time already past)."""
+    if h.get("available_at"):
+        return _sec(h["available_at"])
+    given = meta.get("schedule")
+    value = given.get("unix_time") if isinstance(given, dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return int(value)
+    return None
+
+
 def job_summary(h: dict[str, str], queue: dict[str, Any], status: str) -> dict[str, Any]:
     """The short job object of jq.get_jobs and jq.job_status."""
     meta = jq_meta(h)
@@ -149,10 +162,9 @@ def job_detail(h: dict[str, str], queue: dict[str, Any], status: str) -> dict[st
         out["retry_count"] = attempts - 1
     if h.get("after"):
         out["predecessor"] = h["after"]
-    if meta.get("schedule"):
-        out["schedule"] = meta["schedule"]
-    elif h.get("available_at"):
-        out["schedule"] = {"unix_time": _sec(h["available_at"])}
+    schedule = _unix_time(h, meta)
+    if schedule is not None:
+        out["schedule"] = {"unix_time": schedule}
     out.update(type_details(h))
     return out
 
