@@ -498,6 +498,9 @@ def test_subscription_sees_a_job_run_and_finish(server: Server, session: Client)
     history = rpc.call("jq.get_job_history", {"count": 5, "filter": {"queue": "rpcjobs", "status": "completed"}})
     assert history[0]["id"] == job
     assert rpc.call("jq.get_job_history", {"filter": {"job_id": job}})[0]["id"] == job
+    for status, found in (("completed", [job]), ("failed", []), ("deleted", []), ("unknown", [])):
+        tasks = rpc.call("jq.get_job_history", {"filter": {"job_id": job, "status": status}})
+        assert [t["id"] for t in tasks] == found, status
     assert rpc.call("jq.unsubscribe") == "OK"
 
 

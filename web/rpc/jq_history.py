@@ -52,7 +52,7 @@ def get_job_history(
     statuses = STATUS_LISTS[f["status"]] if "status" in f else ("completed", "failed")
     if "job_id" in f and not jq_recurring.is_recurring(str(f["job_id"])):
         h = refs.tasks.record(str(f["job_id"]))
-        candidates = [h] if h and h.get("status") in ("completed", "failed") else []
+        candidates = [h] if h and h.get("status") in statuses else []  # filter.status applies too
         return [jq_model.task_object(h, refs.ref(h["queue"])) for h in candidates if _keep(h, f, queue)]
     out: list[dict[str, Any]] = []
     before = last_id
