@@ -385,6 +385,26 @@ def test_queue_methods(session: Client) -> None:
         rpc.call("jq.activate_queue", {"queue": "__default__"})
 
 
+def test_integer_members_are_bounded(session: Client) -> None:
+    """max_retry_count is at most 999 (1000 tries, the HTTP API's bound): a larger one, as a queue
+    default or a job member, is -32602 and is not stored (cjson would keep it inexactly)."""
+    rpc = session
+    name = unique("bounded")
+    for huge in (123456789012345678, 1000):
+        assert rpc.error("jq.add_queue", {"name": name, "job_defaults": {"max_retry_count": huge}})["code"] == -32602
+    assert rpc.call("jq.has_queue", {"queue": name}) is False
+    rpc.call("jq.add_queue", {"name": name, "suspended": True, "job_defaults": {"max_retry_count": 999}})
+    error = rpc.error("jq.update_queue", {"queue": name, "job_defaults": {"max_retry_count": 10**17}})
+    assert error["code"] == -32602 and "max_retry_count" in error["message"]
+    job = rpc.call("jq.add_job", {"queue": name, "type": "job", "job": "tests.noop"})
+    assert rpc.call("jq.get_job", {"id": job})["max_retry_count"] == 999
+    for member, value in (("max_retry_count", 1000), ("timeout", 10**17), ("retry_delay", 10**17)):
+        error = rpc.error("jq.add_job", {"queue": name, "type": "job", "job": "tests.noop", member: value})
+        assert error["code"] == -32602 and member in error["message"], (member, error)
+        error = rpc.error("jq.update_job", {"id": job, member: value})
+        assert error["code"] == -32602 and member in error["message"], (member, error)
+
+
 def test_suspended_queue_created_suspended(session: Client) -> None:
     name = unique("held")
     session.call("jq.add_queue", {"name": name, "suspended": True})

@@ -23,12 +23,13 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 PERSIST_OUTPUT = ("yes", "no", "error")
 JOB_TYPES = ("http", "cli", "job")
 MAX_SECONDS = 2147484
+MAX_RETRIES = 999  # tries at most 1000, as the HTTP API allows (and exact in Lua's cjson)
 
 DEFAULT_FIELDS = {
     "type": lambda v: v in JOB_TYPES,
     "priority": lambda v: v in PRIORITIES,
     "timeout": lambda v: _int(v) and 0 < v < MAX_SECONDS,
-    "max_retry_count": lambda v: _int(v) and v >= 0,
+    "max_retry_count": lambda v: _int(v) and 0 <= v <= MAX_RETRIES,
     "retry_delay": lambda v: _int(v) and 0 <= v < MAX_SECONDS,
     "http_method": lambda v: isinstance(v, str) and v.upper() in ("GET", "POST", "PUT"),
     "http_content_type": lambda v: v in ("json", "url-encoded", "zend-server"),
