@@ -405,6 +405,23 @@ def test_integer_members_are_bounded(session: Client) -> None:
         assert error["code"] == -32602 and member in error["message"], (member, error)
 
 
+def test_a_queue_of_the_supervisor_config_cannot_be_deleted_or_renamed(session: Client) -> None:
+    """rpcjobs is in the config's supervisor queue list: deleting it (even suspended) or renaming it
+    is -32602 naming the config; it keeps its id and its jobs."""
+    rpc = session
+    before = rpc.call("jq.get_queue", {"queue": "rpcjobs"})
+    rpc.call("jq.suspend_queue", {"queue": "rpcjobs"})
+    try:
+        error = rpc.error("jq.delete_queue", {"queue": "rpcjobs"})
+        assert error["code"] == -32602 and "config" in error["message"], error
+        error = rpc.error("jq.update_queue", {"queue": "rpcjobs", "name": unique("moved")})
+        assert error["code"] == -32602 and "config" in error["message"], error
+        assert rpc.call("jq.get_queue", {"queue": "rpcjobs"})["id"] == before["id"]
+    finally:
+        rpc.call("jq.activate_queue", {"queue": "rpcjobs"})
+    assert rpc.call("jq.update_queue", {"queue": "rpcjobs", "priority": before["priority"]}) == before["id"]
+
+
 def test_suspended_queue_created_suspended(session: Client) -> None:
     name = unique("held")
     session.call("jq.add_queue", {"name": name, "suspended": True})

@@ -134,6 +134,16 @@ def _meta_error(exc: QueueMetaError) -> RpcError:
     return RpcError(INVALID_PARAMS, exc.message)
 
 
+def _not_configured(queues: Queues, name: str, what: str) -> None:
+    """A queue a supervisor of the config serves comes straight back (with a new id) when it is
+    deleted or renamed: refused (-32602), it has to leave the config first."""
+    if name in queues.meta.configured:
+        raise invalid_params(
+            f"queue {display_name(name)!r} is served by a supervisor of the config file and cannot be {what}; "
+            "remove it from the supervisor's queue list first", {"queue": display_name(name)}
+        )
+
+
 def add_queue(
     conn: Connection, *, name: Any, suspended: Any = False, priority: Any = "normal", job_defaults: Any = None
 ) -> int:
@@ -157,6 +167,8 @@ def update_queue(
     queues = Queues(conn)
     q = queues.get(queue)
     new_name = check_name(name) if name is not None else None
+    if new_name is not None and new_name != q["name"]:
+        _not_configured(queues, q["name"], "renamed")
     try:
         updated = queues.meta.update(
             q["name"],
@@ -175,6 +187,7 @@ def delete_queue(conn: Connection, *, queue: Any) -> str:
     q = queues.get(queue)
     if q["name"] == DEFAULT:
         raise invalid_params("the default queue cannot be deleted")
+    _not_configured(queues, q["name"], "deleted")
     if not q["suspended"]:
         raise invalid_params("suspend the queue (jq.suspend_queue) before deleting it")
     queues.repo.drain(q["name"])
