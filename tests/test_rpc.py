@@ -605,6 +605,37 @@ def test_notifications_for_queue_and_job_changes(session: Client) -> None:
     assert rpc.call("jq.unsubscribe") == "OK"
 
 
+def test_a_subscription_ends_with_its_session(server: Server, session: Client) -> None:
+    """A subscribed connection whose session is destroyed from another connection (restore +
+    destroy), or expires, gets no more notifications; a live subscriber sees the same job run."""
+    def subscribed(duration: int) -> tuple[Client, str]:
+        client = Client(server.url)
+        sid = client.call("session.create", {"token": TOKEN, "duration": duration})["sid"]
+        assert client.call("jq.subscribe", {"queue": ["rpcjobs"], "job_id": [], "task_id": []}) == "OK"
+        return client, sid
+
+    watcher, _ = subscribed(600)
+    destroyed, sid = subscribed(600)
+    other = Client(server.url)
+    other.call("session.restore", {"sid": sid, "token": TOKEN})
+    assert other.call("session.destroy") == "OK"
+    expired, short_sid = subscribed(1)
+    wait_for(lambda: not server.redis.exists(server.key("rpc", "session", short_sid)), timeout=5)
+    try:
+        job = session.call("jq.add_job", {"queue": "rpcjobs", "type": "job", "job": "tests.noop"})
+        watcher.wait_event(lambda n: n["event"] == "jq.job_finished" and n["params"]["id"] == job)
+        for client in (destroyed, expired):
+            got = []
+            with pytest.raises(TimeoutError):  # nothing more within 2 s (the reader reads every second)
+                while True:
+                    got.append(json.loads(client.ws.recv(timeout=2)))
+            assert [n for n in got if job in json.dumps(n)] == [], got
+            assert client.error("jq.version")["code"] == -32000
+    finally:
+        for client in (watcher, destroyed, other, expired):
+            client.close()
+
+
 def test_a_subscription_logs_a_redis_outage_once_and_resumes(tmp_path, caplog):
     """The subscription thread reads the event stream every second: while Redis is away it logs
     one warning (not a traceback a second), and once Redis is back it delivers new events."""

@@ -2,7 +2,9 @@
 
 One reader thread per subscribed connection follows ``keys.events()`` (the stream the SSE
 endpoint serves) with a blocking XREAD and turns events into ``jq.queue_status``,
-``jq.job_status``, ``jq.job_finished`` and ``jq.task_finished`` notifications.
+``jq.job_status``, ``jq.job_finished`` and ``jq.task_finished`` notifications. It stops once the
+connection's session is gone (expired, or destroyed from another connection): each read is
+followed by a check of the session, and what that read found is dropped.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import redis
 from horizon.repositories.events import EventRepository
 from horizon.repositories.jq_tasks import JqTaskRepository
 from horizon.repositories.queue_meta import QueueMetaRepository
+from horizon.repositories.rpc_sessions import RpcSessionRepository
 from web.rpc import jq_model
 from web.rpc.jq_queues import Queues, display_name, queue_object
 from web.rpc.protocol import Dispatcher, invalid_params
@@ -70,6 +73,8 @@ class Subscription:
 
     def __init__(self, conn: Connection, flt: Filter, notify: Notify) -> None:
         self.hz, self.filter, self.notify = conn.hz, flt, notify
+        self.sid = conn.sid  # the session it belongs to (None: not tied to one)
+        self.sessions = RpcSessionRepository(conn.hz)
         self.meta = QueueMetaRepository(conn.hz)
         self.tasks = JqTaskRepository(conn.hz)
         self.events = EventRepository(conn.hz)
@@ -86,7 +91,12 @@ class Subscription:
         outage = False  # a Redis outage is logged once, not a traceback a second
         while not self._stop.is_set():
             try:
-                for entry_id, fields in self.events.read(self.last_id, BLOCK_MS, BATCH):
+                entries = self.events.read(self.last_id, BLOCK_MS, BATCH)
+                if self.sid is not None and self.sessions.get(self.sid) is None:
+                    log.info("rpc subscription: its session expired or was destroyed; stopping")
+                    self._stop.set()
+                    return
+                for entry_id, fields in entries:
                     self.last_id = entry_id
                     if not self._stop.is_set():
                         self.dispatch(fields.get("event", ""), json.loads(fields.get("data") or "{}"))
