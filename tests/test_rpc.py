@@ -484,6 +484,47 @@ def test_add_get_update_delete_jobs(session: Client) -> None:
     assert rpc.error("jq.add_job", {"queue": "nowhere", "type": "job", "job": "tests.noop"})["code"] == -32602
 
 
+def test_update_job_changes_what_runs(server: Server, session: Client) -> None:
+    """update_job with `job` or `type` changes the job that runs (the seed: any add_job member
+    but the queue can change); the old type's members do not carry over. Each job waits an hour,
+    then update_job moves it to now (unix_time 0) and a worker runs it."""
+    rpc = session
+    later = {"date_time": "+01:00:00"}
+
+    def run_now(job: str) -> dict[str, Any]:
+        assert rpc.call("jq.update_job", {"id": job, "schedule": {"unix_time": 0}}) == job
+        return wait_for(lambda: _finished_task(rpc, job), timeout=20, interval=0.1, message=f"{job} did not run")
+
+    first, second = unique("first"), unique("second")
+    job = rpc.call("jq.add_job", {"queue": "rpcjobs", "type": "job", "job": "tests.record",
+                                  "kwargs": {"key": first, "value": "A"}, "schedule": later})
+    assert rpc.call("jq.update_job", {"id": job, "job": "tests.add", "args": [second, 2, 3], "kwargs": {}}) == job
+    got = rpc.call("jq.get_job", {"id": job})
+    assert (got["type"], got["job"], got["args"], got["kwargs"]) == ("job", "tests.add", [second, 2, 3], {})
+    task = run_now(job)
+    assert task["status"] == "completed" and task["job"] == "tests.add", task
+    assert server.redis.lrange(second, 0, -1) == ["5"] and not server.redis.exists(first)
+
+    cli = rpc.call("jq.add_job", {"queue": "rpcjobs", "type": "job", "job": "tests.record",
+                                  "kwargs": {"key": first}, "schedule": later})
+    assert rpc.call("jq.update_job", {"id": cli, "type": "cli", "script": "echo switched to cli"}) == cli
+    got = rpc.call("jq.get_job", {"id": cli})
+    assert got["type"] == "cli" and got["script"] == "echo switched to cli" and "job" not in got
+    task = run_now(cli)
+    assert task["status"] == "completed" and task["type"] == "cli" and "switched to cli" in task["output"]
+
+    http = rpc.call("jq.add_job", {"queue": "rpcjobs", "type": "http", "url": server.base + "/",
+                                   "http_method": "POST", "http_body_vars": {"a": 1}, "schedule": later})
+    assert rpc.error("jq.update_job", {"id": http, "type": "job"})["code"] == -32602  # no job named
+    assert rpc.error("jq.update_job", {"id": http, "type": "carrier-pigeon"})["code"] == -32602
+    assert rpc.call("jq.update_job", {"id": http, "type": "job", "job": "tests.add", "args": [second, 1, 1]}) == http
+    got = rpc.call("jq.get_job", {"id": http})
+    assert got["type"] == "job" and not {"url", "http_method", "http_body_vars"} & set(got), got
+    assert run_now(http)["status"] == "completed"
+    assert server.redis.lrange(second, 0, -1) == ["5", "2"]
+    server.redis.delete(first, second)
+
+
 def test_recurring_job(session: Client) -> None:
     rpc = session
     queue = unique("cron")

@@ -1,5 +1,5 @@
 -- Change a job that has not run yet (jq.update_job): ARGV[3] id, ARGV[4] JSON object of hash fields
--- to set (payload, tries, timeout, backoff, jq), ARGV[5] new due time (unix s) or '' (unchanged).
+-- to set (name, payload, tries, timeout, backoff, jq), ARGV[5] new due time (unix s) or '' (unchanged).
 -- Returns the job's status, or an error reply NOT_FOUND / CONFLICT naming the problem.
 local id, fields, due = ARGV[3], cjson.decode(ARGV[4]), tonumber(ARGV[5])
 local jk = K.job(id)
@@ -26,5 +26,5 @@ if due and not waiting then
 elseif due then
   redis.call('HSET', jk, 'available_at', ftime(due))
 end
-event('job:updated', id, queue, h[3], status)
+event('job:updated', id, queue, fields.name or h[3], status)
 return status

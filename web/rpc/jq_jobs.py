@@ -36,6 +36,14 @@ JOB_MEMBERS = (
     "job", "args", "kwargs",
 )
 
+# the members that belong to one job type (dropped when update_job changes the type)
+TYPE_MEMBERS = {
+    "http": ("url", "http_method", "http_headers", "http_query_args", "validate_ssl", "http_content_type",
+             "http_body_vars", "http_raw_body"),
+    "cli": ("script", "env"),
+    "job": ("job", "args", "kwargs"),
+}
+
 
 def _no_job(job_id: Any) -> RpcError:
     return RpcError(INVALID_PARAMS, "no such job", {"id": job_id})
@@ -187,9 +195,9 @@ def update_job(conn: Connection, **params: Any) -> str:
         raise _no_job(job_id)
     old = jq_model.jq_meta(h)
     kind = jq_model.job_type(h)
-    current = {**old, **jq_model.type_details(h), **_retries_of(h)}
-    if kind == "job":
-        current["type"] = "job"
+    current = {**old, **jq_model.type_details(h), **_retries_of(h), "type": kind}
+    if params.get("type", kind) != kind:  # a new type: the old type's members do not carry over
+        current = {k: v for k, v in current.items() if k not in TYPE_MEMBERS[kind]}
     p = {k: v for k, v in {**current, **params}.items() if k in JOB_MEMBERS and v is not None}
     _check(p)
     schedule = parse_schedule(params.get("schedule"), time.time())
@@ -197,6 +205,7 @@ def update_job(conn: Connection, **params: Any) -> str:
         raise invalid_params("a one-time job cannot become recurring: add a new job with schedule.cron")
     spec = _spec(conn, p, h["queue"], schedule.run_at)
     fields = {
+        "name": spec.name,  # the job that runs: a registered job, horizon.http or horizon.cli
         "payload": spec.payload,
         "tries": spec.tries,
         "timeout": spec.timeout,
