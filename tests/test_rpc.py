@@ -525,6 +525,43 @@ def test_update_job_changes_what_runs(server: Server, session: Client) -> None:
     server.redis.delete(first, second)
 
 
+def test_concurrent_update_job_calls_keep_both_changes(server: Server, session: Client) -> None:
+    """Two connections update different members of the same job at once: both changes stay (the
+    update is a compare-and-set of what it read, retried on a conflict), 20 times out of 20."""
+    import threading
+
+    clients = [Client(server.url) for _ in range(2)]
+    try:
+        for client in clients:
+            client.login()
+        queue = unique("race")
+        session.call("jq.add_queue", {"name": queue, "suspended": True})
+        lost = []
+        for i in range(20):
+            job = session.call("jq.add_job", {"queue": queue, "type": "job", "job": "tests.noop", "args": [0]})
+            barrier = threading.Barrier(2)
+            changes = ({"timeout": 100 + i}, {"max_retry_count": 5, "args": [i]})
+            replies: list[Any] = [None, None]
+
+            def update(n: int, job: str, barrier: threading.Barrier, changes: dict, replies: list) -> None:
+                barrier.wait()
+                replies[n] = clients[n].request("jq.update_job", {"id": job, **changes})
+
+            threads = [threading.Thread(target=update, args=(n, job, barrier, changes[n], replies)) for n in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+            assert all(r is not None and r.get("result") == job for r in replies), replies
+            got = session.call("jq.get_job", {"id": job})
+            if (got["timeout"], got["max_retry_count"], got["args"]) != (100 + i, 5, [i]):
+                lost.append((i, got["timeout"], got["max_retry_count"], got["args"]))
+        assert lost == [], f"lost updates: {lost}"
+    finally:
+        for client in clients:
+            client.close()
+
+
 def test_recurring_job(session: Client) -> None:
     rpc = session
     queue = unique("cron")

@@ -66,6 +66,13 @@ class JqTaskRepository:
         merged.sort(key=lambda pair: pair[1], reverse=True)
         return merged[:limit]
 
-    def update(self, job_id: str, fields: dict[str, object], due: float | None) -> str:
-        """Change a job that has not run yet (``jq_update.lua``); returns its status."""
-        return self.scripts.call("jq_update", job_id, json.dumps(fields), "" if due is None else repr(float(due)))
+    def update(
+        self, job_id: str, fields: dict[str, object], due: float | None, expect: dict[str, str | None] | None = None
+    ) -> str:
+        """Change a job that has not run yet (``jq_update.lua``); returns its status. With ``expect``
+        (hash field -> value read, None = absent) the script writes only if those fields still hold
+        those values, else it fails with STALE."""
+        checks = json.dumps({k: False if v is None else v for k, v in (expect or {}).items()})
+        return self.scripts.call(
+            "jq_update", job_id, json.dumps(fields), "" if due is None else repr(float(due)), checks
+        )

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 VERSION = {"major": 1, "minor": 0}
 JOBS_DEFAULT, JOBS_MAX = 100, 1000
+UPDATE_ATTEMPTS = 10  # update_job re-reads and retries when a concurrent update changed the job
 
 # every add_job / update_job member; value checks beyond the queue defaults' ones
 JOB_MEMBERS = (
@@ -190,6 +191,15 @@ def update_job(conn: Connection, **params: Any) -> str:
     if jq_recurring.is_recurring(job_id):
         return _update_recurring(conn, job_id, params)
     tasks = JqTaskRepository(conn.hz)
+    for _ in range(UPDATE_ATTEMPTS):
+        if _update_once(conn, tasks, job_id, params):
+            return job_id
+    raise invalid_params("the job kept changing while it was being updated; try again", {"id": job_id})
+
+
+def _update_once(conn: Connection, tasks: JqTaskRepository, job_id: str, params: dict[str, Any]) -> bool:
+    """One read-change-write of a one-time job; False when another call changed a field it rewrites
+    in between (the script compares them with what was read and writes nothing then)."""
     h = tasks.record(job_id)
     if h is None:
         raise _no_job(job_id)
@@ -213,15 +223,17 @@ def update_job(conn: Connection, **params: Any) -> str:
         **spec.extra,
     }
     try:
-        tasks.update(job_id, fields, schedule.run_at)
+        tasks.update(job_id, fields, schedule.run_at, expect={k: h.get(k) for k in fields})
     except Exception as exc:  # redis.ResponseError from the script
         text = str(exc)
         if text.startswith("NOT_FOUND"):
             raise _no_job(job_id) from None
         if text.startswith("CONFLICT"):
             raise invalid_params(text.split(" ", 1)[1]) from None
+        if text.startswith("STALE"):
+            return False
         raise
-    return job_id
+    return True
 
 
 def _update_recurring(conn: Connection, job_id: str, params: dict[str, Any]) -> str:
