@@ -577,6 +577,11 @@ def test_recurring_job(session: Client) -> None:
     assert rpc.call("jq.get_job", {"id": job})["schedule"] == {"cron": "0 */3 * * * *"}
     assert rpc.error("jq.add_job", {"queue": queue, "type": "job", "job": "tests.noop",
                                     "schedule": {"cron": "* * *"}})["code"] == -32602
+    for member, value in (("timeout", 5), ("max_retry_count", 3), ("retry_delay", 2), ("priority", "high"),
+                          ("predecessor", job)):  # a stored schedule cannot carry them: refused, not dropped
+        error = rpc.error("jq.add_job", {"queue": queue, "type": "job", "job": "tests.noop", member: value,
+                                         "schedule": {"cron": "0 0 3 * * *"}})
+        assert error["code"] == -32602 and member in error["message"], (member, error)
     assert rpc.call("jq.delete_job", {"id": job}) == "OK"
     assert rpc.error("jq.get_job", {"id": job})["code"] == -32602
 

@@ -164,6 +164,12 @@ def add_job(conn: Connection, **params: Any) -> str:
     _check(p)
     schedule = parse_schedule(p.get("schedule"), time.time())
     if schedule.cron is not None:
+        kept_out = [k for k in jq_recurring.NOT_KEPT if k in params]
+        if kept_out:
+            raise invalid_params(
+                f"{', '.join(kept_out)}: a recurring job (schedule.cron) cannot keep this; its runs take "
+                "the job's own options (docs/rpc.md)", {"members": kept_out}
+            )
         return jq_recurring.add(conn.hz, p.get("name"), q["name"], schedule.cron, _target(conn, p))
     predecessor = p.get("predecessor")
     if predecessor is not None and not isinstance(predecessor, str):

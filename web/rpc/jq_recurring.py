@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from horizon.context import Horizon
 
 PREFIX = "schedule:"
+# add_job members a stored schedule cannot carry: refused for recurring jobs, not dropped
+NOT_KEPT = ("timeout", "max_retry_count", "retry_delay", "priority", "predecessor")
 TYPES = {"horizon.http": "http", "horizon.cli": "cli"}
 
 
