@@ -363,6 +363,23 @@ def test_retry_all_failed_jobs(page: Page, server: Server) -> None:
     wait_for(lambda: pg.locator("tr[data-job-id] .actions .muted").count() == len(failed), timeout=10)
 
 
+def test_retry_all_with_a_tag_retries_every_page(page: Page, server: Server, world: World) -> None:
+    """Before, "Retry all" with a tag filter retried only the 50 jobs of the page shown."""
+    from tests import sample_jobs
+
+    tag, key = "every-page", f"{world.prefix}:retry-all"
+    ids = [sample_jobs.fail.options(tags=[tag], tries=1).dispatch(key) for _ in range(60)]
+    world.horizon("work", "--stop-when-empty")
+    assert server.api(f"jobs/failed?tag={tag}")["total"] == 60
+    pg = page.goto(f"/horizon/jobs/failed?tag={tag}")
+    page.ready("/jobs/failed")
+    assert pg.locator("tr[data-job-id]").count() == 50
+    pg.locator("button[data-action=retry-all]").click()
+    wait_for(lambda: all(server.api(f"jobs/failed/{job_id}")["retried_by"] for job_id in ids), timeout=30)
+    pg.locator(f"text=Retried 60 failed jobs tagged “{tag}”").wait_for(timeout=10000)
+    sample_jobs._r().delete(key)
+
+
 def test_failed_jobs_search_by_tag(page: Page, world: World) -> None:
     pg = page.goto("/horizon/jobs/failed")
     page.ready("/jobs/failed")

@@ -1,8 +1,8 @@
 // Job list pages: Recent, Pending, Completed, Silenced and Failed (tag search, retry, retry all).
 
-import {api, config, pageUrl} from '../api.js';
+import {api, config, pageUrl, seg} from '../api.js';
 import {h, mount, toast} from '../dom.js';
-import {JobList, retryJob} from '../joblist.js';
+import {JobList} from '../joblist.js';
 
 const TITLES = {recent: 'Recent jobs', pending: 'Pending jobs', completed: 'Completed jobs',
   silenced: 'Silenced jobs', failed: 'Failed jobs'};
@@ -38,8 +38,23 @@ export default function jobsPage(main, {kind}) {
     button.disabled = true;
     try {
       if (tag) {
-        // with a tag filter only the matching jobs are retried, one call each (shown pages)
-        for (const job of list.jobs) if (!(job.retried_by || []).length) await retryJob(job);
+        // with a tag filter, every failed job with that tag, page after page (the list shows one
+        // page), one call each; a job retried before is skipped, and copies made meanwhile are
+        // newer than where the walk starts
+        let start = -1;
+        let retried = 0;
+        for (;;) {
+          const page = await api('jobs/failed', {query: {starting_at: start, tag}});
+          const jobs = (page && page.jobs) || [];
+          if (!jobs.length) break;
+          for (const job of jobs) {
+            if ((job.retried_by || []).length) continue;
+            await api(`jobs/retry/${seg(job.id)}`, {method: 'POST'});
+            retried += 1;
+          }
+          start = Number(jobs[jobs.length - 1].index);
+        }
+        toast(`Retried ${retried} failed job${retried === 1 ? '' : 's'} tagged “${tag}”`, 'ok');
       } else {
         const queues = await api('queues');
         const withFailed = (queues || []).filter((q) => Number(q.failed) > 0);
