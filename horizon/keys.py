@@ -102,7 +102,8 @@ _FIELD = re.compile(r"\{(\w+)\}")
 MAX_QUEUE_NAME = 100
 _QUEUE_NAME = re.compile(rf"[^\s,/:{{}}\ud800-\udfff]{{1,{MAX_QUEUE_NAME}}}")
 QUEUE_NAME_RULE = (f"1 to {MAX_QUEUE_NAME} characters, none of them whitespace, ',', '/', ':', '{{', '}}' "
-                   "or a lone surrogate")
+                   "or a lone surrogate, and not '.' or '..'")
+DOT_SEGMENTS = frozenset({".", ".."})  # a browser drops such a path segment, even as %2E%2E
 
 
 class QueueNameError(ValueError):
@@ -110,14 +111,15 @@ class QueueNameError(ValueError):
 
 
 def is_queue_name(name: object) -> bool:
-    return isinstance(name, str) and _QUEUE_NAME.fullmatch(name) is not None
+    return isinstance(name, str) and _QUEUE_NAME.fullmatch(name) is not None and name not in DOT_SEGMENTS
 
 
 def check_queue_name(name: object) -> str:
     """``name`` if it can name a queue, else QueueNameError. Queue names end up in keys, in lists
     and in URLs: a ':' would let queue 'a:delayed' write into queue a's delayed set (a script
     stopped half-way by WRONGTYPE), a ',' could not be named in the config's or the CLI's
-    comma-separated lists, a '/' in an API path, '{' or '}' would end the keys' hash tag."""
+    comma-separated lists, a '/' in an API path, '{' or '}' would end the keys' hash tag, and a
+    browser's URL parser drops a path segment '.' or '..' (the dashboard could not reach it)."""
     if is_queue_name(name):
         return name  # type: ignore[return-value]
     raise QueueNameError(f"invalid queue name {name!r}: a queue name is {QUEUE_NAME_RULE}")

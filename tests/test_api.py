@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests import sample_jobs
-from tests.api_fixtures import API, app, client, get, post  # noqa: F401  (fixtures)
+from tests.api_fixtures import API, app, assert_error, client, get, post  # noqa: F401  (fixtures)
 from tests.helpers import wait_for
 
 JOB_FIELDS = {
@@ -161,6 +161,8 @@ def test_monitoring_tags_with_slashes_and_colons(hz, client, tag):  # noqa: F811
     assert client.delete(f"{API}/monitoring/{quote(tag, safe='')}").status_code == 204
     assert get(client, "/monitoring") == []
     assert get(client, "/monitoring/never-monitored") == {"jobs": [], "total": 0}
+    for dots in (".", ".."):  # a browser drops such a path segment: the dashboard could not reach it
+        assert "must not be" in assert_error(client.post(f"{API}/monitoring", json={"tag": dots}), 400, "BAD_REQUEST")
     assert client.post(f"{API}/monitoring", data=json.dumps({"tag": "   "})).status_code == 400
 
 

@@ -283,8 +283,9 @@ BAD_CASES: list[tuple[str, str, str, str, str]] = [
         "production",
         "defaults.s.queue[0]",
         "expected a queue name (1 to 100 characters, none of them whitespace, ',', '/', ':', '{', '}' or a lone "
-        "surrogate)",
+        "surrogate, and not '.' or '..')",
     ),
+    ("queue-dots", "defaults: {s: {queue: ['..']}}", "production", "defaults.s.queue[0]", "and not '.' or '..'"),
     ("queue-slash", "queues: {'a/b': {rate_limit: {jobs: 1, per: 1}}}", "production", "queues.a/b", "queue name"),
     ("queue-too-long", f"defaults: {{s: {{queue: [{'q' * 101}]}}}}", "production", "defaults.s.queue[0]", "queue name"),
     ("trim-zero", "trim: {recent: 0}", "production", "trim.recent", "expected an integer >= 1, got 0"),

@@ -39,7 +39,7 @@ def test_non_json_argument_rejected_and_nothing_written(hz, redis_client, prefix
     assert list(redis_client.scan_iter(match=f"{{{prefix}}}:*")) == []
 
 
-@pytest.mark.parametrize("queue", ["q:delayed", "", "a b", "a,b", "a/b", "{q}", "q" * 101, 7])
+@pytest.mark.parametrize("queue", ["q:delayed", "", "a b", "a,b", "a/b", "{q}", "q" * 101, 7, ".", ".."])
 def test_a_queue_name_no_worker_could_serve_is_refused_and_nothing_written(hz, redis_client, prefix, queue):
     """Queue names are checked where they enter (the job decorator, options(), the config, the
     API, the CLI): 1 to 100 characters without whitespace, ',', '/', ':', '{' or '}'. Before, any

@@ -30,7 +30,7 @@ ERROR = {"default": _json(_ref("Error"), "An error (envelope)")}
 NO_CONTENT = {"description": "Done; no content"}
 
 COMMON_JOB_FIELDS: dict[str, Any] = {
-    "queue": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"^[^\s,/:{}]+$",
+    "queue": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"^(?!\.{1,2}$)[^\s,/:{}]+$",
               "description": "a queue name: no whitespace, ',', '/', ':', '{' or '}'"},
     "delay": {"type": "number", "minimum": 0, "maximum": 31622400},
     "run_at": {"type": "string", "format": "date-time"},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from horizon.keys import DOT_SEGMENTS
 from horizon.repositories.jobs import BATCH, PAGE_SIZE, JobRepository
 
 if TYPE_CHECKING:
@@ -24,6 +25,8 @@ def check_tag(tag: str) -> str:
         raise ValueError(f"tag must be a non-empty string, got {tag!r}")
     if len(tag) > MAX_TAG_LENGTH:
         raise ValueError(f"tag must be at most {MAX_TAG_LENGTH} characters, got {len(tag)}")
+    if tag in DOT_SEGMENTS:  # monitoring/{tag}: a browser's URL parser drops such a segment
+        raise ValueError(f"tag must not be {tag!r}")
     return tag
 
 
