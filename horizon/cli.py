@@ -69,6 +69,31 @@ def connected(settings: Settings, *, import_jobs: bool = False, wait: bool = Fal
         fail(f"cannot reach redis: {exc}", EXIT_FAILURE)
 
 
+def _redis_refusal(settings: Settings) -> str | None:
+    """What ``start --check`` says of ``redis.url``: why the master could never use it (a wrong
+    password, a missing permission), or None. A Redis that does not answer now is no reason: a
+    master waits for it (``wait_for_redis``). The embedded server (url null) is not judged."""
+    import redis
+
+    from horizon.config import masked_url
+
+    if settings.redis.url is None:
+        return None
+    client = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        if isinstance(exc, (redis.AuthenticationError, redis.exceptions.AuthorizationError)):
+            return f"redis at {masked_url(settings.redis.url)} refuses the credentials: {exc}"
+        click.echo(f"horizon: redis at {masked_url(settings.redis.url)} does not answer now ({type(exc).__name__}); "
+                   "a master waits for it")
+    except redis.RedisError as exc:  # NOPERM and the like
+        return f"redis at {masked_url(settings.redis.url)} refuses: {exc}"
+    finally:
+        client.close()
+    return None
+
+
 def _ping(hz: Any) -> Exception | None:
     """None when Redis answers; the error when it cannot be reached (worth waiting for). A wrong
     password or missing permission is raised: waiting does not mend it."""
@@ -313,6 +338,9 @@ def start(settings: Settings, check: bool) -> None:
             import_jobs(settings)
         except ImportJobsError as exc:
             fail(str(exc), EXIT_USAGE)
+        refusal = _redis_refusal(settings)
+        if refusal:
+            fail(refusal, EXIT_USAGE)
         supervisors = settings.supervisors
         click.echo(f"horizon: configuration ok ({len(supervisors)} supervisor(s) in {settings.environment})")
         return

@@ -17,6 +17,7 @@ import dataclasses
 import math
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -509,13 +510,51 @@ def _backoff(ctx: _Ctx, value: Any, path: str) -> tuple[float, ...]:
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
+def masked_url(url: str) -> str:
+    """``url`` with its credentials masked (``user:***@``, or ``***@``): what error messages and
+    logs show. Plain text, not a URL parser: a password with a '/' or '#' breaks parsing."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0] if ":" in credentials else ""
+    return f"{scheme}://{user + ':' if user else ''}***@{host}"
+
+
+def _url_problem(url: str) -> str | None:
+    """What redis-py would misread in ``url`` (it takes a db of 'x3' as 0, and fails on a bad port
+    only when it connects), or None."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qs(parts.query)
+    db = query.get("db", [""])[0]
+    if parts.scheme == "unix":
+        if not parts.path:
+            return "a unix:// URL needs the socket's path"
+    else:
+        try:
+            parts.port  # noqa: B018  (raises ValueError for a port out of range or not a number)
+        except ValueError:  # (its message may quote a password holding a '/')
+            return "its port is not a number from 0 to 65535 (a password with '/', '#' or '@' must be percent-encoded)"
+        if not parts.hostname:
+            return "it names no host"
+        path = parts.path.strip("/")
+        if path:
+            db = path
+    if db and not db.isdigit():
+        return f"its database must be a number, got {db!r}"
+    return None
+
+
 def _redis_url(ctx: _Ctx, value: Any, path: str) -> str | None:
     expected = "expected null or a redis://, rediss:// or unix:// URL"
     url = _optional_str(ctx, value, path, expected=expected)
     if url is not None:
         url = url.strip()
         if not url.startswith(_REDIS_SCHEMES) or any(ch.isspace() for ch in url):
-            raise ctx.error(path, expected, value)
+            raise ctx.error(path, expected, masked_url(url))  # never the password in a message
+        problem = _url_problem(url)
+        if problem:
+            raise ctx.error(path, f"{expected}: {problem}", masked_url(url))
     return url
 
 
@@ -540,8 +579,8 @@ def _web_path(ctx: _Ctx, value: Any, path: str) -> str:
 
 
 def _prefix(ctx: _Ctx, value: Any, path: str) -> str:
-    expected = "expected a non-empty string without whitespace, '{' or '}'"
-    if not isinstance(value, str) or not re.fullmatch(r"[^\s{}]+", value):
+    expected = "expected a non-empty string without whitespace, '{', '}' or a lone surrogate"
+    if not isinstance(value, str) or not re.fullmatch(r"[^\s{}\ud800-\udfff]+", value):
         raise ctx.error(path, expected, value)
     return str(value)
 

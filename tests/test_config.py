@@ -530,7 +530,22 @@ BAD_CASES: list[tuple[str, str, str, str, str]] = [
     ("web-token-int", "web: {auth: {token: 1234}}", "production", "web.auth.token", "expected a string"),
     ("prefix-empty", "prefix: ''", "production", "prefix", "non-empty string"),
     ("prefix-space", "prefix: 'a b'", "production", "prefix", "without whitespace"),
-    ("prefix-braces", "prefix: '{x}'", "production", "prefix", "'{' or '}'"),
+    ("prefix-braces", "prefix: '{x}'", "production", "prefix", "'{', '}'"),
+    # before: passed, then every command failed with a UnicodeEncodeError traceback
+    ("prefix-surrogate", 'prefix: "a\\udc80"', "production", "prefix", "or a lone surrogate"),
+    # before: passed (a start --check too), then the master could not connect (exit 1), or used db 0
+    ("redis-url-port", "redis: {url: 'redis://127.0.0.1:273022/0'}", "production", "redis.url",
+     "its port is not a number from 0 to 65535"),
+    ("redis-url-db", "redis: {url: 'redis://127.0.0.1/x3'}", "production", "redis.url",
+     "its database must be a number, got 'x3'"),
+    ("redis-url-query-db", "redis: {url: 'unix:///run/redis.sock?db=three'}", "production", "redis.url",
+     "its database must be a number, got 'three'"),
+    ("redis-url-no-host", "redis: {url: 'redis://'}", "production", "redis.url", "it names no host"),
+    # the password is masked in the message (before: printed as written)
+    ("redis-url-masked", "redis: {url: 'redis://:Top Secret@127.0.0.1/0'}", "production", "redis.url",
+     "got 'redis://***@127.0.0.1/0'"),
+    ("redis-url-masked-port", "redis: {url: 'redis://:Top:Sec/ret@127.0.0.1:6379/0'}", "production", "redis.url",
+     "got 'redis://***@127.0.0.1:6379/0'"),
     ("fast-termination-int", "fast_termination: 1", "production", "fast_termination", "expected a boolean"),
     ("memory-limit-bool", "memory_limit: true", "production", "memory_limit", "expected an integer"),
     (

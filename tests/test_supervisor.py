@@ -343,11 +343,16 @@ def start_logged(procs, env, hz) -> tuple[subprocess.Popen, Callable[[str], None
     threading.Thread(target=lambda: [lines.put(line) for line in master.stderr], daemon=True).start()
     wait_for(lambda: worker_pids(hz), timeout=15)
 
+    seen: list[str] = []
+
     def until(text: str) -> None:
         deadline = time.monotonic() + 20
-        while text not in lines.get(timeout=max(deadline - time.monotonic(), 0.01)):
-            pass
+        while True:
+            seen.append(lines.get(timeout=max(deadline - time.monotonic(), 0.01)))
+            if text in seen[-1]:
+                return
 
+    until.seen = seen  # type: ignore[attr-defined]  (the lines read so far)
     return master, until
 
 
@@ -472,6 +477,9 @@ def test_a_reload_keeps_what_was_paused(hz, procs, env, config_file, config_data
         ("yaml", "invalid YAML at line"),
         ("value", "defaults.supervisor-1.max_processes: expected an integer >= 1, got 'lots'"),
         ("module", "imports: cannot import 'tests_reload_broken': invalid syntax"),
+        # before, these passed the check, and the master run again exited 1: no workers left
+        ("port", "its port is not a number from 0 to 65535"),
+        ("password", "refuses the credentials"),
     ],
 )
 def test_a_reload_whose_new_configuration_cannot_start_keeps_the_master_running(
@@ -490,6 +498,12 @@ def test_a_reload_whose_new_configuration_cannot_start_keeps_the_master_running(
         config_file.write_text(good + "\nimports: [unclosed\n")
     elif breakage == "value":
         config_file.write_text(good.replace("max_processes: 1", "max_processes: lots"))
+    elif breakage in ("port", "password"):
+        data = yaml.safe_load(good)
+        host_port = data["redis"]["url"].split("//", 1)[1].split("/", 1)[0]
+        data["redis"]["url"] = (f"redis://{host_port}99/0" if breakage == "port"
+                                else f"redis://ghost:Secret-pw@{host_port}/0")  # no such user
+        config_file.write_text(yaml.safe_dump(data))
     else:
         (tmp_path / "tests_reload_broken.py").write_text("def job(:\n")
         data = yaml.safe_load(good)
@@ -498,6 +512,7 @@ def test_a_reload_whose_new_configuration_cannot_start_keeps_the_master_running(
     master.send_signal(signal.SIGHUP)
     until("reload refused")
     until(error)  # the check's own message, in the master's log
+    assert not [line for line in until.seen if "Secret-pw" in line]  # a password is never logged
     assert master.poll() is None and worker_pids(hz) == before  # the same workers go on
     job_id = sample_jobs.noop.dispatch()
     wait_for(lambda: hz.redis.hget(hz.keys.job(job_id), "status") == "completed", timeout=10)
