@@ -175,3 +175,18 @@ def test_unknown_ids_are_404_and_retry_of_a_live_job_409(hz, client):  # noqa: F
     pending = sample_jobs.noop.dispatch()
     assert_error(client.get(f"{API}/jobs/failed/{pending}"), 404, "NOT_FOUND")
     assert "not failed" in assert_error(client.post(f"{API}/jobs/retry/{pending}"), 409, "CONFLICT")
+
+
+def test_a_job_id_naming_another_key_of_the_job_is_unknown(hz, client):  # noqa: F811
+    """job:<id>:children is a set: GET jobs/<id>:children read it as a job hash (WRONGTYPE, a 500),
+    and so did retry, cancel, delete and a child 'after' it. Ids hold no ':': unknown (404/422)."""
+    parent = sample_jobs.noop.options(delay=600).dispatch()
+    sample_jobs.noop.options(after=parent).dispatch()
+    other = f"{parent}:children"
+    assert hz.redis.type(hz.keys.job(other)) == "set"
+    for method, path in (("get", f"/jobs/{other}"), ("get", f"/jobs/failed/{other}"),
+                         ("post", f"/jobs/retry/{other}"), ("post", f"/jobs/{other}/cancel"),
+                         ("delete", f"/jobs/{other}")):
+        assert_error(getattr(client, method)(API + path), 404, "NOT_FOUND")
+    refused = client.post(f"{API}/jobs", json={"name": "tests.noop", "after": other})
+    assert "does not exist" in assert_error(refused, 422, "UNPROCESSABLE")

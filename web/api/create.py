@@ -186,6 +186,8 @@ def parse(data: dict[str, Any], header_key: str | None, settings: Settings, hz: 
         "tags": _tags(data.get("tags")),
     }
     after = params.string(data, "after", max_len=100) or ""
+    if ":" in after:  # no job id holds one (job:<id>:children is another key)
+        raise unprocessable(f"after: job {after} does not exist")
     try:
         if definition is not None:
             spec = definition.options(**options).spec(args, kwargs, hz)

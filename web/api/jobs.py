@@ -29,6 +29,15 @@ def _page(list_name: str) -> dict[str, Any]:
     return {"jobs": jobs, "total": total}
 
 
+@bp.before_request
+def _job_ids() -> None:
+    """A job id holds no ':' (ours are UUIDs): job:<id>:children is another key of the job's, so
+    'GET jobs/<id>:children' would read a set as a job (WRONGTYPE, a 500). Unknown, as any other."""
+    job_id = (request.view_args or {}).get("job_id")
+    if job_id is not None and ":" in job_id:
+        raise not_found(f"job {job_id} does not exist")
+
+
 def _job(job_id: str) -> dict[str, Any]:
     job = services().jobs.get(job_id)
     if job is None:
