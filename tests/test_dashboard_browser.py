@@ -368,8 +368,8 @@ def test_retry_all_with_a_tag_retries_every_page(page: Page, server: Server, wor
     from tests import sample_jobs
 
     tag, key = "every-page", f"{world.prefix}:retry-all"
-    ids = [sample_jobs.fail.options(tags=[tag], tries=1).dispatch(key) for _ in range(60)]
-    world.horizon("work", "--stop-when-empty")
+    ids = [sample_jobs.fail.options(queue=tag, tags=[tag], tries=1).dispatch(key) for _ in range(60)]
+    world.horizon("work", "--queue", tag, "--stop-when-empty")  # its own queue: the world's jobs stay as they are
     assert server.api(f"jobs/failed?tag={tag}")["total"] == 60
     pg = page.goto(f"/horizon/jobs/failed?tag={tag}")
     page.ready("/jobs/failed")
@@ -377,6 +377,13 @@ def test_retry_all_with_a_tag_retries_every_page(page: Page, server: Server, wor
     pg.locator("button[data-action=retry-all]").click()
     wait_for(lambda: all(server.api(f"jobs/failed/{job_id}")["retried_by"] for job_id in ids), timeout=30)
     pg.locator(f"text=Retried 60 failed jobs tagged “{tag}”").wait_for(timeout=10000)
+    # the world's lists as they were for the next tests: the copies (pending) and the originals go
+    from horizon.context import current
+    from horizon.repositories.queues import QueueRepository
+
+    queues = QueueRepository(current())
+    assert queues.drain(tag) == 60
+    assert all(queues.delete(job_id) for job_id in ids)
     sample_jobs._r().delete(key)
 
 
