@@ -40,6 +40,7 @@ from http import client as http_client
 from typing import Any
 
 from horizon.jobs import FailForGood, job
+from horizon.payload import encodes
 
 log = logging.getLogger(__name__)
 
@@ -114,18 +115,10 @@ def _headers(headers: Any) -> dict[str, str]:
         name, value = str(name), str(value)
         if not _TOKEN.fullmatch(name):
             raise InvalidSpec(f"http.headers: {name!r} is not a valid header name")
-        if any(c in value for c in "\r\n\0") or not _latin1(value):
+        if any(c in value for c in "\r\n\0") or not encodes(value, "latin-1"):
             raise InvalidSpec(f"http.headers[{name!r}]: the value must be Latin-1 without CR, LF or NUL, got {value!r}")
         checked[name] = value
     return checked
-
-
-def _latin1(text: str) -> bool:
-    try:
-        text.encode("latin-1")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _timeout(timeout: Any) -> float:

@@ -91,9 +91,10 @@ def _has_other_key(data: dict[str, Any]) -> bool:
     return False
 
 
-def _utf8(text: str) -> bool:
+def encodes(text: str, codec: str = "utf-8") -> bool:
+    """Whether ``text`` can be written in ``codec`` (UTF-8: no lone surrogate)."""
     try:
-        text.encode("utf-8")
+        text.encode(codec)
     except UnicodeEncodeError:
         return False
     return True
@@ -115,7 +116,7 @@ def encode(args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None) ->
     data = {"args": list(args), "kwargs": dict(kwargs or {})}
     try:
         text = _encode(data)
-        if not text.isascii() and not _utf8(text):
+        if not text.isascii() and not encodes(text):
             text = _ASCII_ENCODER.encode(data)
         if _has_other_key(data):
             raise TypeError("a dict key is not a str")
