@@ -463,6 +463,29 @@ def test_forget_one_failed_job_from_every_index(hz, redis_client):
     assert jobs.forget("unknown") is False
 
 
+def test_the_batch_list_keeps_a_running_batch_past_the_trim(hz, redis_client):
+    """The list of batches dropped every entry older than trim.failed by its creation time, so a
+    batch still running (a member delayed for long, a retry) vanished from GET batches while its
+    record said pending 1. Now it forgets only batches whose record is gone (finished, then kept
+    trim.failed)."""
+    import time
+
+    from horizon.repositories.batches import BatchRepository
+    from horizon.workflows import _spec, push_batch
+    from tests import sample_jobs
+
+    short = with_settings(hz, trim=TrimSettings(failed=seconds(1)))
+    running = push_batch(short, [_spec(sample_jobs.noop.options(delay=3600).call(), short)], callbacks={})
+    finished = push_batch(short, [], callbacks={})  # no member: finished at once, kept 1 s
+    created = time.time()
+    wait_for(lambda: not redis_client.exists(short.keys.batch(finished)), timeout=5)
+    wait_for(lambda: time.time() > created + 1.1, timeout=5)  # both entries older than the trim
+    newest = push_batch(short, [], callbacks={})  # a creation trims the list
+    listed = [b["id"] for b in BatchRepository(short).page()]
+    assert listed == [newest, running]
+    assert BatchRepository(short).page(before_id=newest)[0]["id"] == running
+
+
 def test_forget_all_failed_in_batches(hz, redis_client):
     jobs = JobRepository(hz)
     push(hz, 1203)
