@@ -164,9 +164,19 @@ def _request(
     return urllib.request.Request(url, data=data, headers=hdrs, method=method)
 
 
+CREDENTIAL_HEADERS = ("Authorization", "Proxy-authorization", "Cookie")  # as urllib stores the names
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
 class _Redirects(urllib.request.HTTPRedirectHandler):
     """Follows at most MAX_REDIRECTS redirects, to http:// and https:// URLs only (urllib's own
-    follows ftp:// too), without reading the redirecting answer's body."""
+    follows ftp:// too), without reading the redirecting answer's body. A redirect to another
+    origin (scheme, host or port) drops the Authorization and Cookie headers (urllib forwards
+    them), as requests and browsers do."""
 
     def http_error_302(self, req, fp, code, msg, headers):  # type: ignore[no-untyped-def]
         location = headers.get("location") or headers.get("uri")
@@ -185,6 +195,9 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
             fp.close()
             raise HttpJobError(f"{where}: refused, more than {MAX_REDIRECTS} redirects")
         new = self.redirect_request(req, fp, code, msg, headers, target)  # HTTPError if not to be followed
+        if _origin(target) != _origin(req.full_url):  # credentials are for the site they were given for
+            for name in CREDENTIAL_HEADERS:
+                new.remove_header(name)
         new.hops = hops + 1  # type: ignore[attr-defined]
         fp.close()
         log.debug("%s", where)

@@ -149,6 +149,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.answer(200, b"hello")
         elif url.path == "/redirect":
             self.answer(int(query.get("code", 302)), b"moved", ("Location", query["to"]))
+        elif url.path == "/headers":  # the credentials it was sent
+            seen = {name: self.headers.get(name) for name in ("Authorization", "Cookie")}
+            self.answer(200, json.dumps(seen).encode())
         elif url.path == "/loop":
             self.answer(302, b"", ("Location", f"/loop?n={int(query.get('n', 0)) + 1}"))
         elif url.path == "/drip-body":  # the headers at once, then a byte every 0.2 s
@@ -241,6 +244,20 @@ def test_http_follows_redirects_to_http_only(hz, procs, http_server, ftp_sink):
         f"GET {http_server}/loop?n=10 answered 302 redirecting to {http_server}/loop?n=11: "
         "refused, more than 10 redirects"
     )
+
+
+def test_http_redirect_to_another_host_drops_the_credentials(hz, procs, http_server):
+    """urllib forwarded Authorization and Cookie to wherever a redirect pointed: a server could
+    send the job's credentials to another host. Now only a redirect within the origin keeps them."""
+    credentials = {"Authorization": "Bearer s3cret", "Cookie": "session=abc"}
+    other_host = http_server.replace("127.0.0.1", "localhost")
+    same = http_job(hz, url=f"{http_server}/redirect?to=/headers", headers=credentials)
+    other = http_job(hz, url=f"{http_server}/redirect?to={other_host}/headers", headers=credentials)
+    procs.horizon("work")
+    for job_id, expected in ((same, credentials), (other, {"Authorization": None, "Cookie": None})):
+        job = finished(hz, job_id)
+        assert job["status"] == "completed", message(job)
+        assert json.loads(json.loads(job["output"])["body"]) == expected
 
 
 @pytest.mark.parametrize("path", ["drip-body", "drip-headers"])
