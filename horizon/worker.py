@@ -352,7 +352,13 @@ class Worker:
             if self.opts.stop_when_empty and due is None:
                 self.stopping = True
                 return []
+            if self.should_recycle():  # max_time (or memory) reached while idle: a fresh worker takes over
+                self.stopping = True
+                return []
             timeout = IDLE_WAIT if due is None else min(IDLE_WAIT, max(due - time.time(), 0.01))
+            if self.opts.max_time:  # wake when max_time is reached, not up to IDLE_WAIT later
+                life_left = self.state.started_at + self.opts.max_time - time.time()
+                timeout = min(timeout, max(life_left, 0.01))
             self.report("idle")
             self.interruptible = True
             try:

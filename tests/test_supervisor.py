@@ -249,6 +249,23 @@ def test_memory_limit_recycles_a_leaking_worker(hz, procs, env, config_file, con
     hz.redis.delete(key)
 
 
+def test_an_idle_worker_is_recycled_at_max_time(hz, procs, env, config_file, config_data):
+    """max_time bounds a worker's life whether or not jobs come: an idle worker blocked on Redis
+    wakes when its time is up, exits, and a fresh worker takes its place (which then runs jobs)."""
+    write_config(config_file, config_data, max_processes=1, max_time=1)
+    master = start(procs, env)
+    wait_for(lambda: worker_pids(hz), timeout=15)
+    first = worker_pids(hz)
+    started = time.monotonic()
+    wait_for(lambda: worker_pids(hz) and not worker_pids(hz) & first, timeout=10,
+             message="the idle worker outlived max_time")
+    assert all(gone(pid) for pid in first)
+    print(f"idle worker replaced {time.monotonic() - started:.2f}s after it was first seen (max_time 1 s)")
+    job_id = sample_jobs.noop.dispatch()
+    wait_for(lambda: hz.redis.hget(hz.keys.job(job_id), "status") == "completed", timeout=10)
+    assert stop(master) == 0
+
+
 # --- control ------------------------------------------------------------------------------------
 def master_status(hz) -> str | None:
     found = list(masters(hz).values())
