@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -92,3 +93,37 @@ def test_event_streams_cannot_take_every_server_thread(procs):
     finally:
         for sock in streams:
             sock.close()
+
+
+def test_a_closed_event_stream_gives_back_its_slot_within_seconds(procs):
+    """A dashboard reload closes its event stream. The server used to notice only when a write
+    failed, two heartbeats (15 s each) later, so a few quick reloads used up every slot and the
+    dashboard fell back to polling. An idle stream now looks at its socket about once a second."""
+    from web.api.events import CLIENT_CHECK
+    from web.streams import MAX_STREAMS
+
+    host_port = f"127.0.0.1:{free_port()}"
+    base = f"http://{host_port}/horizon/api"
+    procs.horizon("web", "--bind", host_port, "--workers", "1")
+    wait_for(lambda: curl(f"{base}/stats")[0] == 200, timeout=20, interval=0.1)
+    host, port = host_port.split(":")
+
+    def open_stream() -> tuple[socket.socket, bytes]:
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.sendall(b"GET /horizon/api/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        return sock, sock.recv(4096)
+
+    opened = [open_stream() for _ in range(MAX_STREAMS)]
+    assert all(head.startswith(b"HTTP/1.1 200") for _, head in opened)
+    closed_at = time.monotonic()
+    for sock, _ in opened:
+        sock.close()
+
+    def admitted() -> bool:
+        sock, head = open_stream()
+        sock.close()
+        return head.startswith(b"HTTP/1.1 200")
+
+    # the heartbeat (web.SSE_HEARTBEAT, 15 s) is far beyond this deadline
+    wait_for(admitted, timeout=4 * CLIENT_CHECK + 2, interval=0.2, message="closed streams kept their slots")
+    print(f"slots given back {time.monotonic() - closed_at:.2f} s after the clients closed")

@@ -4,7 +4,9 @@ Each event is ``id: <stream id>``, ``event: <name>``, ``data: <JSON>``. A client
 ``Last-Event-ID`` (header, or the ``last_event_id`` query parameter); an id older than the capped
 stream's first entry resumes at that entry (the events between were trimmed: ``events_max``). Heartbeat comments keep
 proxies from closing an idle stream, and each connection ends after a bounded lifetime (the
-client reconnects and resumes) so a server thread is never pinned forever. A stream whose Redis
+client reconnects and resumes) so a server thread is never pinned forever. An idle stream also
+looks at its socket every CLIENT_CHECK seconds and ends when the client has closed it, so a
+dashboard reload gives its slot back within about a second rather than after two heartbeats. A stream whose Redis
 goes away ends the same way, not with an exception in the server: the client's reconnection
 then gets the JSON 503 until Redis is back. A process serves a bounded number of streams at once
 (web/streams.py); one more is answered 503 with Retry-After.
@@ -15,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import select
+import socket
 import time
 from collections.abc import Iterator
 
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 STREAM_ID_PART_MAX = 2**64 - 1  # each part of a stream id is an unsigned 64-bit number
 RETRY_MS = 2000
+CLIENT_CHECK = 1.0  # seconds between looks at an idle stream's socket for a client that has gone
 
 
 def _valid_stream_id(text: str) -> bool:
@@ -63,6 +68,27 @@ def _wanted(fields: dict[str, str], queue: str | None) -> bool:
         return False
 
 
+def _client_socket() -> socket.socket | None:
+    """The request's socket, where the server exposes it (gunicorn; Werkzeug's own server)."""
+    for key in ("gunicorn.socket", "werkzeug.socket"):
+        sock = request.environ.get(key)
+        if isinstance(sock, socket.socket):
+            return sock
+    return None
+
+
+def client_gone(sock: socket.socket | None) -> bool:
+    """True when the client has closed its end: the socket reads as end-of-file (or is reset).
+    Writing is no test: the first write after the client closed still succeeds."""
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):  # reset, or already closed by the server
+        return True
+
+
 def _stream(queue: str | None) -> Response:
     repo = EventRepository(services().hz)
     last = _start_id(repo)
@@ -73,6 +99,7 @@ def _stream(queue: str | None) -> Response:
         response.headers["Retry-After"] = str(streams.RETRY_AFTER)
         return response
     heartbeat = float(current_app.config["HORIZON_SSE_HEARTBEAT"])
+    sock = _client_socket()
     lifetime = float(current_app.config["HORIZON_SSE_LIFETIME"])
 
     released = False
@@ -87,20 +114,26 @@ def _stream(queue: str | None) -> Response:
         nonlocal last
         try:
             yield f"retry: {RETRY_MS}\n: connected\n\n"
-            deadline = time.monotonic() + lifetime
-            while (left := deadline - time.monotonic()) > 0:
-                block = int(max(min(heartbeat, left), 0.001) * 1000)
+            now = time.monotonic()
+            deadline, beat_at, check_at = now + lifetime, now + heartbeat, now + CLIENT_CHECK
+            while (left := deadline - (now := time.monotonic())) > 0:
+                if now >= check_at:
+                    if client_gone(sock):
+                        return
+                    check_at = now + CLIENT_CHECK
+                if now >= beat_at:
+                    yield ": heartbeat\n\n"
+                    beat_at = now + heartbeat
+                block = int(max(min(check_at - now, beat_at - now, left), 0.001) * 1000)
                 try:
                     entries = repo.read(last, block)
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     log.warning("event stream ended: redis unavailable (%s); the client resumes from %s", exc, last)
                     return
-                if not entries:
-                    yield ": heartbeat\n\n"
-                    continue
                 for entry_id, fields in entries:
                     last = entry_id
                     if _wanted(fields, queue):
+                        beat_at = time.monotonic() + heartbeat  # something was written: no comment needed
                         yield _format(entry_id, fields)
         finally:
             release()
