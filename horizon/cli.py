@@ -277,7 +277,20 @@ def schedule_list(settings: Settings, as_json: bool) -> None:
     for row in rows:
         when = row["cron"] or f"every {row['every']:g}s"
         nxt = _utc(row["next_run_at"])
-        click.echo(f"{row['name']:<24} {when:<20} {row['job']:<32} {row['source']:<6} next {nxt}")
+        line = f"{row['name']:<24} {when:<20} {row['job']:<32} {row['source']:<6} next {nxt}"
+        click.echo(" ".join([line, *_run_options(row)]))
+
+
+def _run_options(row: dict[str, Any]) -> list[str]:
+    """The tries/timeout/backoff a schedule sets, as ``tries 3``, ``timeout 600s``, ``backoff 10,60s``."""
+    words = []
+    if row["tries"] is not None:
+        words.append(f"tries {row['tries']}")
+    if row["timeout"] is not None:
+        words.append(f"timeout {row['timeout']:g}s")
+    if row["backoff"] is not None:
+        words.append(f"backoff {','.join(f'{b:g}' for b in row['backoff'])}s")
+    return words
 
 
 def _utc(when: float) -> str:

@@ -167,6 +167,10 @@ class ScheduleSettings:
     queue: str | None = None
     timezone: str = "UTC"
     missed: str = "skip"  # "skip" | "run_once"
+    # how each run is tried; None = the job's own option (or its queue's supervisor default)
+    tries: int | None = None
+    timeout: float | None = None  # seconds
+    backoff: tuple[float, ...] | None = None  # seconds before each retry (the last step repeats)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -903,7 +907,10 @@ def _queue_settings(ctx: _Ctx, value: Any) -> dict[str, QueueSettings]:
     return queues
 
 
-_SCHEDULE_KEYS = ("name", "job", "cron", "every", "args", "kwargs", "queue", "timezone", "missed")
+# how a schedule's runs are tried: the dispatch options of the same names (horizon.jobs.check_limits)
+SCHEDULE_RUN_OPTIONS = ("tries", "timeout", "backoff")
+_SCHEDULE_KEYS = ("name", "job", "cron", "every", "args", "kwargs", "queue", "timezone", "missed",
+                  *SCHEDULE_RUN_OPTIONS)
 MIN_EVERY, MAX_EVERY = 1, 366 * 86400  # seconds: a schedule's ``every`` bounds
 MAX_SCHEDULE_NAME = 200
 # a schedule name is a path segment of the API (/schedules/<name>) and part of Redis keys
@@ -983,7 +990,44 @@ def _schedule_entry(ctx: _Ctx, value: Any, path: str) -> ScheduleSettings:
         missed=_choice(
             ctx, data.get("missed", "skip"), _join(path, "missed"), ("skip", "run_once")
         ),
+        **_run_options(ctx, data, path),
     )
+
+
+def _from_env(value: Any) -> Any:
+    """A ``${VAR}`` string as the int or float it spells (else unchanged), as numeric keys take it."""
+    if not isinstance(value, _Expanded):
+        return value
+    for convert in (lambda text: int(text, 10), float):
+        try:
+            return convert(value.strip())
+        except ValueError:
+            pass
+    return value
+
+
+def _run_options(ctx: _Ctx, data: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """A schedule entry's ``tries``, ``timeout`` and ``backoff`` that are set (absent or null: not)."""
+    return {key: _run_option(ctx, key, data[key], _join(path, key))
+            for key in SCHEDULE_RUN_OPTIONS if data.get(key) is not None}
+
+
+def _run_option(ctx: _Ctx, key: str, value: Any, path: str) -> Any:
+    """One of them, with the ranges and messages of the dispatch options (``horizon.jobs.check_limits``):
+    ``tries`` an int, ``timeout`` a float, ``backoff`` a tuple of floats."""
+    from horizon.jobs import OptionError, check_limits  # horizon.jobs imports this module
+
+    if key == "backoff":  # a number or a list of numbers; anything else is a step that is not a number
+        value = [_from_env(v) for v in value] if _is_list(value) else [_from_env(value)]
+    else:
+        value = _from_env(value)
+    try:
+        check_limits(**{key: value})
+    except OptionError as exc:
+        raise ctx.error(path, str(exc)) from None
+    if key == "backoff":
+        return tuple(float(v) for v in value)
+    return float(value) if key == "timeout" else value
 
 
 def _schedule(ctx: _Ctx, value: Any) -> tuple[ScheduleSettings, ...]:

@@ -1,9 +1,10 @@
 """Recurring schedules: cron (5 fields, or 6 with seconds first) or ``every`` N seconds.
 
 Schedules come from the config's ``schedule:`` list and from the API (stored in Redis by
-:class:`ScheduleRepository`). Every master calls :func:`fire_due` about once a second; each
-occurrence is dispatched by exactly one host: whoever takes the Redis lock for
-(schedule, fire time) with ``SET NX PX``.
+:class:`ScheduleRepository`). A schedule's ``tries``, ``timeout`` and ``backoff``, where set,
+override the job's own options for each run (:func:`job_spec`). Every master calls
+:func:`fire_due` about once a second; each occurrence is dispatched by exactly one host: whoever
+takes the Redis lock for (schedule, fire time) with ``SET NX PX``.
 
 A per-schedule marker holds the last time a master considered the schedule. When a check
 finds ``now - marker <= ON_TIME``, masters kept checking (1 s checks, a slow check, a reload
@@ -32,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from horizon.config import ConfigError, ScheduleSettings
+from horizon.config import SCHEDULE_RUN_OPTIONS, ConfigError, ScheduleSettings
 
 if TYPE_CHECKING:
     from horizon.context import Horizon
@@ -73,8 +74,20 @@ def validate(schedule: ScheduleSettings) -> None:
 
 
 def to_dict(schedule: ScheduleSettings) -> dict[str, Any]:
+    """Every field, JSON-ready (``tries``, ``timeout`` and ``backoff`` are null when not set)."""
     data = asdict(schedule)
     data["args"], data["kwargs"] = list(schedule.args), dict(schedule.kwargs)
+    data["backoff"] = None if schedule.backoff is None else list(schedule.backoff)
+    return data
+
+
+def stored_dict(schedule: ScheduleSettings) -> dict[str, Any]:
+    """What the repository stores: :func:`to_dict` without the run options that are not set, so
+    a schedule without them reads the same as one stored before they existed (any version)."""
+    data = to_dict(schedule)
+    for key in SCHEDULE_RUN_OPTIONS:
+        if data[key] is None:
+            del data[key]
     return data
 
 
@@ -171,7 +184,21 @@ class ScheduleRepository:
 
     def save(self, schedule: ScheduleSettings) -> bool:
         """Store a schedule; False when one with that name is already stored."""
-        return bool(self.redis.hsetnx(self.keys.schedules(), schedule.name, json.dumps(to_dict(schedule))))
+        return bool(self.redis.hsetnx(self.keys.schedules(), schedule.name, json.dumps(stored_dict(schedule))))
+
+    def replace(self, schedule: ScheduleSettings) -> bool:
+        """Overwrite the stored schedule of that name (its marker kept); False when none is stored,
+        also when it is deleted meanwhile (a deleted schedule never comes back)."""
+        key, text = self.keys.schedules(), json.dumps(stored_dict(schedule))
+
+        def write(pipe: Any) -> bool:
+            if not pipe.hexists(key, schedule.name):
+                return False
+            pipe.multi()
+            pipe.hset(key, schedule.name, text)
+            return True
+
+        return bool(self.redis.transaction(write, key, value_from_callable=True))
 
     def delete(self, name: str) -> bool:
         pipe = self.redis.pipeline(transaction=True)
@@ -204,11 +231,11 @@ def all_schedules(hz: Horizon) -> list[tuple[ScheduleSettings, str]]:
 
 
 def job_spec(hz: Horizon, schedule: ScheduleSettings, fire_time: float) -> JobSpec:
-    """The job one occurrence dispatches (the job's own defaults when it is registered here)."""
+    """The job one occurrence dispatches: the schedule's ``tries``/``timeout``/``backoff`` where set,
+    else the job's own options when it is registered here, else its queue's supervisor defaults."""
     from dataclasses import replace
 
-    from horizon import jobs, payload
-    from horizon.queue import JobSpec
+    from horizon import jobs
 
     extra = {"schedule": schedule.name, "scheduled_for": fire_time}
     tags = [f"schedule:{schedule.name}"]
@@ -216,20 +243,27 @@ def job_spec(hz: Horizon, schedule: ScheduleSettings, fire_time: float) -> JobSp
     try:
         definition = jobs.lookup(schedule.job)
     except jobs.UnknownJob:
-        queue = schedule.queue or jobs.DEFAULT_QUEUE
-        defaults = hz.settings.queue_defaults(queue)
-        return JobSpec(
-            name=schedule.job,
-            queue=queue,
-            payload=payload.encode(args, kwargs),
-            tags=tags,
-            tries=defaults.tries if defaults else jobs.DEFAULT_TRIES,
-            timeout=defaults.timeout if defaults else jobs.DEFAULT_TIMEOUT,
-            backoff=tuple(defaults.backoff) if defaults else (0.0,),
-            extra=extra,
-        )
-    bound = definition.options(queue=schedule.queue, tags=tags)
+        return replace(_unregistered_spec(hz, schedule, args, kwargs), tags=tags, extra=extra)
+    bound = definition.options(queue=schedule.queue, tags=tags, tries=schedule.tries, timeout=schedule.timeout,
+                               backoff=schedule.backoff)
     return replace(bound.spec(args, kwargs, hz), extra=extra)
+
+
+def _unregistered_spec(hz: Horizon, schedule: ScheduleSettings, args: list[Any], kwargs: dict[str, Any]) -> JobSpec:
+    """A run of a job not registered in this process: the schedule's options, else its queue's defaults."""
+    from horizon import jobs, payload
+    from horizon.queue import JobSpec
+
+    queue = schedule.queue or jobs.DEFAULT_QUEUE
+    defaults = hz.settings.queue_defaults(queue)
+    return JobSpec(
+        name=schedule.job,
+        queue=queue,
+        payload=payload.encode(args, kwargs),
+        tries=schedule.tries or (defaults.tries if defaults else jobs.DEFAULT_TRIES),
+        timeout=schedule.timeout or (defaults.timeout if defaults else jobs.DEFAULT_TIMEOUT),
+        backoff=schedule.backoff or (tuple(defaults.backoff) if defaults else (0.0,)),
+    )
 
 
 @dataclass(frozen=True)

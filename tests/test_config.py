@@ -217,6 +217,26 @@ GOOD_CASES: list[tuple[str, str, str, dict[str, Any]]] = [
             "schedule[1].cron": "0 3 * * *",
             "schedule[1].timezone": "Europe/Paris",
             "schedule[1].missed": "run_once",
+            "schedule[1].tries": None,
+            "schedule[1].timeout": None,
+            "schedule[1].backoff": None,
+        },
+    ),
+    (
+        "schedule-run-options",
+        """
+        schedule:
+          - {name: nightly, job: jobs.n, cron: "0 3 * * *", tries: 3, timeout: 600, backoff: [10, 60.5]}
+          - {name: often, job: jobs.o, every: 5, backoff: 2, tries: null}
+        """,
+        "x",
+        {
+            "schedule[0].tries": 3,
+            "schedule[0].timeout": 600.0,
+            "schedule[0].backoff": (10.0, 60.5),
+            "schedule[1].tries": None,
+            "schedule[1].timeout": None,
+            "schedule[1].backoff": (2.0,),
         },
     ),
     (
@@ -370,6 +390,25 @@ BAD_CASES: list[tuple[str, str, str, str, str]] = [
      "expected an integer >= 1 (at most 9223372036854775807)"),
     ("integer-beyond-digit-limit", f"trim: {{recent: {'9' * 5000}}}", "production", "",
      "invalid YAML at line 1, column 16: integer with too many digits"),
+    *[
+        (f"schedule-{case}", f"schedule: [{{name: a, job: j, every: 5}}, {{name: b, job: j, every: 5, {entry}}}]",
+         "production", f"schedule[1].{entry.split(':')[0]}", fragment)
+        for case, entry, fragment in (  # the messages of the dispatch options (horizon.jobs.check_limits)
+            ("tries-zero", "tries: 0", "tries must be an integer from 1 to 1000, got 0"),
+            ("tries-over", "tries: 1001", "tries must be an integer from 1 to 1000, got 1001"),
+            ("tries-fraction", "tries: 2.5", "tries must be an integer from 1 to 1000, got 2.5"),
+            ("tries-bool", "tries: true", "tries must be an integer from 1 to 1000, got True"),
+            ("timeout-zero", "timeout: 0", "timeout must be from 0.001 to 86400 seconds, got 0"),
+            ("timeout-over-a-day", "timeout: 86401", "timeout must be from 0.001 to 86400 seconds, got 86401"),
+            ("timeout-text", "timeout: soon", "timeout must be a number of seconds, got 'soon'"),
+            ("backoff-empty", "backoff: []", "backoff must be a number or a list of 1 to 100 numbers"),
+            ("backoff-negative", "backoff: [1, -1]", "backoff must be from 0 to 604800 seconds, got -1"),
+            ("backoff-over-a-week", "backoff: 604801", "backoff must be from 0 to 604800 seconds, got 604801"),
+            ("backoff-mapping", "backoff: {a: 1}", "backoff must be a number of seconds, got {'a': 1}"),
+            ("tries-env-unset", "tries: '${T}'", "tries must be an integer from 1 to 1000, got ''"),
+            ("timeout-env-not-a-number", "timeout: '${T:-soon}'", "timeout must be a number of seconds, got 'soon'"),
+        )
+    ],
     ("schedule-name-slash", "schedule: [{name: a/b, job: j, every: 5}]", "production", "schedule[0].name",
      "expected a schedule name (1 to 200 characters, none of them '/', a control character or a lone surrogate)"),
     ("schedule-name-newline", 'schedule: [{name: "a\\nb", job: j, every: 5}]', "production", "schedule[0].name",
@@ -712,6 +751,11 @@ EXPANSION_CASES: list[tuple[str, str, dict[str, str], str, Any]] = [
     ("redis-url-unset-is-null", "redis: {url: '${REDIS_URL}'}", {}, "redis.url", None),
     ("redis-url-set", "redis: {url: '${REDIS_URL}'}", {"REDIS_URL": "redis://r:1/0"}, "redis.url", "redis://r:1/0"),
     ("bind", "web: {bind: '${BIND:-0.0.0.0:9000}'}", {}, "web.bind", "0.0.0.0:9000"),
+    ("schedule-tries", "schedule: [{name: a, job: j, every: 5, tries: '${T}'}]", {"T": "4"}, "schedule[0].tries", 4),
+    ("schedule-timeout", "schedule: [{name: a, job: j, every: 5, timeout: '${T:-90}'}]", {}, "schedule[0].timeout",
+     90.0),
+    ("schedule-backoff", "schedule: [{name: a, job: j, every: 5, backoff: ['${B}', 30]}]", {"B": "2.5"},
+     "schedule[0].backoff", (2.5, 30.0)),
     (
         "schedule-args-plain-str",
         "schedule: [{name: a, job: j, every: 5, args: ['${X}']}]",

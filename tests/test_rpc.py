@@ -577,11 +577,15 @@ def test_recurring_job(session: Client) -> None:
     assert rpc.call("jq.get_job", {"id": job})["schedule"] == {"cron": "0 */3 * * * *"}
     assert rpc.error("jq.add_job", {"queue": queue, "type": "job", "job": "tests.noop",
                                     "schedule": {"cron": "* * *"}})["code"] == -32602
-    for member, value in (("timeout", 5), ("max_retry_count", 3), ("retry_delay", 2), ("priority", "high"),
-                          ("predecessor", job)):  # a stored schedule cannot carry them: refused, not dropped
+    for member, value in (("priority", "high"), ("predecessor", job)):  # a schedule cannot carry them: refused
         error = rpc.error("jq.add_job", {"queue": queue, "type": "job", "job": "tests.noop", member: value,
                                          "schedule": {"cron": "0 0 3 * * *"}})
         assert error["code"] == -32602 and member in error["message"], (member, error)
+    tried = rpc.call("jq.add_job", {"queue": queue, "type": "job", "job": "tests.noop", "timeout": 5,
+                                    "max_retry_count": 3, "retry_delay": 2, "schedule": {"cron": "0 0 3 * * *"}})
+    got = rpc.call("jq.get_job", {"id": tried})  # kept on the schedule (tests/test_rpc_recurring.py: its runs)
+    assert (got["timeout"], got["max_retry_count"], got["retry_delay"]) == (5, 3, 2)
+    assert rpc.call("jq.delete_job", {"id": tried}) == "OK"
     assert rpc.call("jq.delete_job", {"id": job}) == "OK"
     assert rpc.error("jq.get_job", {"id": job})["code"] == -32602
 

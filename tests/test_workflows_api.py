@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from horizon.schedules import ScheduleRepository, fire_due
 from tests import api_fixtures, sample_jobs
 from tests.api_fixtures import API, assert_error, get, post
 from tests.helpers import wait_for
@@ -207,6 +208,41 @@ def test_an_invalid_schedule_is_refused_and_not_saved(hz, client, body, field):
     assert message.startswith(f"{field}: expected"), message
     assert hz.redis.hlen(hz.keys.schedules()) == 0
     assert get(client, "/schedules") == []
+
+
+def test_a_schedules_run_options_are_stored_shown_and_applied(hz, client):
+    body = {"name": "nightly", "job": "tests.noop", "every": 1, "queue": "sched", "tries": 4, "timeout": 900,
+            "backoff": [30, 300]}
+    created = post(client, "/schedules", body, status=201)
+    assert (created["tries"], created["timeout"], created["backoff"]) == (4, 900.0, [30.0, 300.0])
+    post(client, "/schedules", {"name": "plain", "job": "tests.noop", "every": 1, "backoff": 5}, status=201)
+    shown = {s["name"]: s for s in get(client, "/schedules")}
+    assert (shown["nightly"]["tries"], shown["nightly"]["timeout"], shown["nightly"]["backoff"]) == (4, 900.0,
+                                                                                                     [30.0, 300.0])
+    assert (shown["plain"]["tries"], shown["plain"]["timeout"], shown["plain"]["backoff"]) == (None, None, [5.0])
+    assert get(client, "/schedules/nightly") == shown["nightly"]
+    ScheduleRepository(hz).advance("nightly", 1_800_000_000.2 - 1)
+    (fired,) = [f for f in fire_due(hz, 1_800_000_000.2, owner="t") if f.schedule == "nightly"]
+    record = hz.redis.hgetall(hz.keys.job(fired.job_id))
+    assert (record["tries"], float(record["timeout"]), json.loads(record["backoff"])) == ("4", 900.0, [30.0, 300.0])
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"tries": 0}, "tries: tries must be an integer from 1 to 1000, got 0"),
+        ({"tries": "3"}, "tries: tries must be an integer from 1 to 1000, got '3'"),
+        ({"timeout": 0}, "timeout: timeout must be from 0.001 to 86400 seconds, got 0"),
+        ({"timeout": 86400.5}, "timeout: timeout must be from 0.001 to 86400 seconds, got 86400.5"),
+        ({"backoff": []}, "backoff: backoff must be a number or a list of 1 to 100 numbers"),
+        ({"backoff": [1, -2]}, "backoff: backoff must be from 0 to 604800 seconds, got -2"),
+    ],
+    ids=["tries-zero", "tries-text", "timeout-zero", "timeout-over-a-day", "backoff-empty", "backoff-negative"],
+)
+def test_an_invalid_run_option_is_a_400_and_not_saved(hz, client, body, message):
+    schedule = {"name": "bad", "job": "tests.noop", "every": 5, **body}
+    assert assert_error(client.post(API + "/schedules", json=schedule), 400, "BAD_REQUEST") == message
+    assert hz.redis.hlen(hz.keys.schedules()) == 0
 
 
 def test_schedule_bounds_and_names_that_are_accepted(hz, client):

@@ -12,6 +12,7 @@ import yaml
 
 from horizon import schedules
 from horizon.config import ScheduleSettings
+from horizon.jobs import job
 from horizon.schedules import ScheduleError, ScheduleRepository, due, fire_due, occurrences, parse
 from tests.helpers import wait_for
 
@@ -269,3 +270,95 @@ def test_schedule_run_with_the_longest_interval_fires_every_occurrence(per_secon
     wait_for(lambda: len(_fired(redis_client, hz)) >= 12, timeout=40)  # three checks or more
     fired = _fired(redis_client, hz)
     assert fired == [fired[0] + i for i in range(len(fired))], fired
+
+
+# --- how each run is tried: a schedule's tries, timeout and backoff ----------------------------------
+@job(name="tests.sched_opts", tries=2, timeout=20, backoff=[3])
+def _job_with_options() -> None:
+    """A job whose decorator sets every run option, for schedules to override."""
+
+
+def _run_options(redis_client, hz, job_id: str) -> tuple[int, float, list[float]]:
+    record = redis_client.hgetall(hz.keys.job(job_id))
+    return int(record["tries"]), float(record["timeout"]), json.loads(record["backoff"])
+
+
+def _fire_each(hz, names: list[str]) -> dict[str, str]:
+    """Fire one occurrence of each ``every: 1`` schedule in ``names``: schedule name -> its run's job id."""
+    now = 1_800_000_000.2
+    for name in names:
+        ScheduleRepository(hz).advance(name, now - 1)
+    return {f.schedule: f.job_id for f in fire_due(hz, now, owner="a")}
+
+
+@pytest.fixture
+def optioned(config_data):
+    every = {"every": 1, "queue": "sched"}
+    config_data["schedule"] = [
+        {"name": "all", "job": "tests.sched_opts", "tries": 5, "timeout": 600, "backoff": [10, 60], **every},
+        {"name": "some", "job": "tests.sched_opts", "tries": 4, **every},
+        {"name": "none", "job": "tests.sched_opts", **every},
+        {"name": "elsewhere", "job": "other.app.job", "timeout": 7.5, "backoff": 2, **every},  # not registered here
+    ]
+    config_data["defaults"]["supervisor-1"].update(queue=["default", "sched"], tries=9, timeout=45, backoff=[1])
+    return config_data
+
+
+def test_a_schedules_tries_timeout_and_backoff_reach_each_run(optioned, hz, redis_client):
+    fired = _fire_each(hz, ["all", "some", "none", "elsewhere"])
+    assert _run_options(redis_client, hz, fired["all"]) == (5, 600.0, [10.0, 60.0])  # over the job's own
+    assert _run_options(redis_client, hz, fired["some"]) == (4, 20.0, [3.0])  # the rest: the job's own
+    assert _run_options(redis_client, hz, fired["none"]) == (2, 20.0, [3.0])  # as before
+    assert _run_options(redis_client, hz, fired["elsewhere"]) == (9, 7.5, [2.0])  # over the queue's defaults
+
+
+def test_stored_schedules_keep_their_run_options_and_old_records_still_fire(hz, redis_client):
+    repo = ScheduleRepository(hz)
+    repo.save(parse({"name": "api", "job": "tests.sched_opts", "every": 1, "queue": "sched", "tries": 3,
+                     "timeout": 90, "backoff": 5}))
+    repo.save(parse({"name": "plain", "job": "tests.sched_opts", "every": 1, "queue": "sched"}))
+    # written before schedules had run options
+    redis_client.hset(hz.keys.schedules(), "old", json.dumps({"name": "old", "job": "tests.sched_opts", "every": 1,
+                                                              "queue": "sched", "timezone": "UTC"}))
+    stored = {name: json.loads(text) for name, text in redis_client.hgetall(hz.keys.schedules()).items()}
+    assert (stored["api"]["tries"], stored["api"]["timeout"], stored["api"]["backoff"]) == (3, 90.0, [5.0])
+    assert not {"tries", "timeout", "backoff"} & set(stored["plain"])  # readable by a version without them
+    fired = _fire_each(hz, ["api", "plain", "old"])
+    assert _run_options(redis_client, hz, fired["api"]) == (3, 90.0, [5.0])
+    assert _run_options(redis_client, hz, fired["plain"]) == (2, 20.0, [3.0])
+    assert _run_options(redis_client, hz, fired["old"]) == (2, 20.0, [3.0])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("tries", 0, "tries: tries must be an integer from 1 to 1000, got 0"),
+        ("timeout", -1, "timeout: timeout must be from 0.001 to 86400 seconds, got -1"),
+        ("backoff", [1, "x"], "backoff: backoff must be a number of seconds, got 'x'"),
+    ],
+)
+def test_invalid_run_options_name_the_field(field, value, message):
+    with pytest.raises(ScheduleError) as info:
+        parse({"name": "x", "job": "tests.noop", "every": 5, field: value})
+    assert str(info.value) == message
+
+
+def test_schedule_list_shows_run_options(optioned, hz, procs):
+    text = procs.run("schedule", "list")
+    assert text.returncode == 0, text.stderr
+    lines = {line.split()[0]: line for line in text.stdout.splitlines()}
+    assert lines["all"].endswith(" tries 5 timeout 600s backoff 10,60s")
+    assert lines["some"].endswith(" tries 4") and "timeout" not in lines["some"]
+    assert "tries" not in lines["none"] and "backoff" not in lines["none"]
+    rows = {r["name"]: r for r in json.loads(procs.run("schedule", "list", "--json").stdout)}
+    assert (rows["all"]["tries"], rows["all"]["timeout"], rows["all"]["backoff"]) == (5, 600.0, [10.0, 60.0])
+    assert (rows["none"]["tries"], rows["none"]["timeout"], rows["none"]["backoff"]) == (None, None, None)
+
+
+def test_an_invalid_run_option_in_the_config_is_a_one_line_usage_error(config_data, procs):
+    config_data["schedule"] = [{"name": "s", "job": "tests.noop", "every": 5, "timeout": 0}]
+    procs.config.write_text(yaml.safe_dump(config_data))
+    out = procs.run("schedule", "list")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == (f"horizon: {procs.config}: schedule[0].timeout: timeout must be from 0.001 to "
+                                  "86400 seconds, got 0")

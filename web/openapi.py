@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from horizon.config import SCHEDULE_RUN_OPTIONS
+
 NUM = {"type": "number"}
 INT = {"type": "integer", "minimum": 0}
 STR = {"type": "string"}
@@ -39,7 +41,8 @@ COMMON_JOB_FIELDS: dict[str, Any] = {
     "backoff": {
         "oneOf": [
             {"type": "number", "minimum": 0, "maximum": 604800},
-            {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "number", "minimum": 0}},
+            {"type": "array", "minItems": 1, "maxItems": 100,
+             "items": {"type": "number", "minimum": 0, "maximum": 604800}},
         ]
     },
     "tags": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 50},
@@ -198,6 +201,32 @@ SCHEMAS: dict[str, Any] = {
             "queue": STR,
             "timezone": STR,
             "missed": {"enum": ["skip", "run_once"]},
+            **{key: COMMON_JOB_FIELDS[key] for key in SCHEDULE_RUN_OPTIONS},
+        },
+    },
+    "ScheduleInfo": {
+        "description": "A schedule as listed: its fields (null when not set), its source and times",
+        "type": "object",
+        "required": ["name", "job", "cron", "every", "args", "kwargs", "queue", "timezone", "missed",
+                     "tries", "timeout", "backoff", "source", "last_considered", "next_run_at"],
+        "additionalProperties": False,
+        "properties": {
+            "name": STR,
+            "job": STR,
+            "cron": NULLABLE_STR,
+            "every": NULLABLE_NUM,
+            "args": {"type": "array"},
+            "kwargs": {"type": "object"},
+            "queue": NULLABLE_STR,
+            "timezone": STR,
+            "missed": {"enum": ["skip", "run_once"]},
+            "tries": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000},
+            "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 86400},
+            "backoff": {"type": ["array", "null"], "minItems": 1, "maxItems": 100,
+                        "items": {"type": "number", "minimum": 0, "maximum": 604800}},
+            "source": {"enum": ["config", "api"]},
+            "last_considered": {"type": ["number", "null"], "description": "when a master last checked it"},
+            "next_run_at": {"type": "number", "description": "unix seconds"},
         },
     },
     "JobPage": {
@@ -490,15 +519,16 @@ PATHS: dict[str, Any] = {
         "post": _op("Retry a batch's failed jobs", {"200": _json(OBJECT)}, parameters=[_path_param("batch_id")])
     },
     "/schedules": {
-        "get": _op("Every recurring schedule (config and API)", {"200": _json({"type": "array", "items": OBJECT})}),
+        "get": _op("Every recurring schedule (config and API)",
+                   {"200": _json({"type": "array", "items": _ref("ScheduleInfo")})}),
         "post": _op(
             "Create a recurring schedule",
-            {"201": _json(OBJECT, "The schedule")},
+            {"201": _json(_ref("ScheduleInfo"), "The schedule")},
             requestBody={"required": True, "content": {"application/json": {"schema": _ref("Schedule")}}},
         ),
     },
     "/schedules/{name}": {
-        "get": _op("One schedule", {"200": _json(OBJECT)}, parameters=[_path_param("name")]),
+        "get": _op("One schedule", {"200": _json(_ref("ScheduleInfo"))}, parameters=[_path_param("name")]),
         "delete": _op("Delete an API-created schedule", {"204": NO_CONTENT}, parameters=[_path_param("name")]),
     },
     "/openapi.json": {

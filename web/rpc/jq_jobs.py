@@ -3,7 +3,8 @@
 ``add_job`` maps jq jobs onto ours: ``http`` jobs run ``horizon.http`` and ``cli`` jobs
 ``horizon.cli`` (kwargs = their spec), ``type: "job"`` runs one of our named jobs
 (``job``, ``args``, ``kwargs``); ``predecessor`` is our ``after`` continuation;
-``max_retry_count``/``retry_delay`` become tries/backoff. Job and task ids are our job ids.
+``max_retry_count``/``retry_delay`` become tries/backoff (kept on a recurring job's schedule for
+each of its runs: ``jq_recurring``). Job and task ids are our job ids.
 """
 
 from __future__ import annotations
@@ -167,10 +168,11 @@ def add_job(conn: Connection, **params: Any) -> str:
         kept_out = [k for k in jq_recurring.NOT_KEPT if k in params]
         if kept_out:
             raise invalid_params(
-                f"{', '.join(kept_out)}: a recurring job (schedule.cron) cannot keep this; its runs take "
-                "the job's own options (docs/rpc.md)", {"members": kept_out}
+                f"{', '.join(kept_out)}: a recurring job (schedule.cron) cannot keep this: its schedule has "
+                "no priority and its runs wait for no predecessor (docs/rpc.md)", {"members": kept_out}
             )
-        return jq_recurring.add(conn.hz, p.get("name"), q["name"], schedule.cron, _target(conn, p))
+        options = jq_recurring.run_options(p, params)  # the queue's job_defaults apply, as to one-time jobs
+        return jq_recurring.add(conn.hz, p.get("name"), q["name"], schedule.cron, _target(conn, p), options)
     predecessor = p.get("predecessor")
     if predecessor is not None and not isinstance(predecessor, str):
         raise invalid_params("predecessor must be a job id (string)")
@@ -243,19 +245,21 @@ def _update_once(conn: Connection, tasks: JqTaskRepository, job_id: str, params:
 
 
 def _update_recurring(conn: Connection, job_id: str, params: dict[str, Any]) -> str:
-    """A recurring job's cron can change (other members are fixed at creation)."""
-    found = jq_recurring.find(conn.hz, job_id)
-    if found is None:
-        raise _no_job(job_id)
-    if set(params) - {"schedule"}:
-        raise invalid_params("only the schedule of a recurring job can be changed")
-    cron = parse_schedule(params.get("schedule"), time.time()).cron
-    if cron is None:
-        raise invalid_params("the schedule of a recurring job must be a cron schedule")
-    schedule = found[0]
-    jq_recurring.delete(conn.hz, job_id)
-    target = (schedule.job, list(schedule.args), dict(schedule.kwargs))
-    return jq_recurring.add(conn.hz, schedule.name, schedule.queue or "default", cron, target)
+    """A recurring job's cron and how its runs are tried can change (other members are fixed at creation)."""
+    fixed = sorted(set(params) - {"schedule", *jq_recurring.RUN_MEMBERS})
+    if fixed:
+        raise invalid_params(
+            f"{', '.join(fixed)}: only the schedule, timeout, max_retry_count and retry_delay of a recurring "
+            "job can be changed", {"members": fixed}
+        )
+    _check(params)
+    cron = None
+    if "schedule" in params:
+        cron = parse_schedule(params["schedule"], time.time()).cron
+        if cron is None:
+            raise invalid_params("the schedule of a recurring job must be a cron schedule")
+    jq_recurring.update(conn.hz, job_id, cron, jq_recurring.run_options(params, params))
+    return job_id
 
 
 def _retries_of(h: dict[str, str]) -> dict[str, Any]:
