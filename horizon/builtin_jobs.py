@@ -14,7 +14,10 @@ cli: the command runs without a shell, with an empty stdin, in a session (proces
 its own. Only the last EXCERPT bytes of stdout and stderr are kept in memory. The job ends when
 the command exits, and whatever it left running in its process group is then killed (SIGKILL);
 on the job's timeout, or any other exception, the group gets SIGTERM, then SIGKILL after
-KILL_AFTER seconds. Processes that leave the group (``setsid``) are not tracked.
+KILL_AFTER seconds. Processes that leave the group (``setsid``) are not tracked. When the worker
+itself is killed outright (SIGKILL, the OOM killer), its supervisor stops the group the same way
+(``supervisor.leftovers``); a worker without a supervisor (``horizon work``) cannot, and the kernel
+then sends SIGTERM to the command alone (its parent-death signal).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from collections.abc import Mapping, Sequence
 from http import client as http_client
 from typing import Any
 
+from horizon import lineage
 from horizon.jobs import FailForGood, job
 from horizon.payload import encodes
 
@@ -453,7 +457,9 @@ def cli(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | No
 
     The command runs in a process group of its own, with an empty stdin. On the job's timeout
     (or any other exception) the whole group is stopped (:func:`_stop`); when the command exits,
-    whatever it left running in its group is killed."""
+    whatever it left running in its group is killed. If the worker dies outright meanwhile, its
+    supervisor stops the group (:func:`horizon.lineage.running_group`); without one, the command
+    alone gets SIGTERM from the kernel."""
     if not _cli_enabled():
         raise CliDisabled("cli jobs are disabled on this host: set job_types.cli.enabled: true in the config")
     argv, environ = _command(argv, env, cwd)
@@ -466,10 +472,13 @@ def cli(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | No
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            # if this worker dies outright, the command gets SIGTERM (this thread waits for it
+            # to exit, so the signal never comes earlier); its group is its supervisor's to stop
+            preexec_fn=lineage.death_signal_hook(signal.SIGTERM),
         )
     except OSError as exc:
         raise CliJobError(f"cannot run {argv[0]!r}: {exc}") from None
-    with proc:  # closes the pipes
+    with lineage.running_group(proc.pid), proc:  # proc's exit closes the pipes (and reaps it)
         try:
             stdout, stderr = _communicate(proc)
         except BaseException:  # the job's timeout, a stop of the worker, an error here

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
-import ctypes.util
 import importlib.util
 import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import NoReturn
@@ -28,10 +25,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from horizon import lineage
+
 HOST = "127.0.0.1"
 LOG_NAME = "redis.log"
 PORT_RETRIES = 3
-_PR_SET_PDEATHSIG = 1
 _IN_USE = "Address already in use"
 
 
@@ -107,25 +105,6 @@ def _answering_pid(port: int) -> int | None:
         return None
     finally:
         client.close()
-
-
-def _death_signal_hook() -> Callable[[], None] | None:
-    """A preexec_fn asking the kernel to SIGTERM the child when its parent thread dies (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:  # the owner died before prctl took effect
-            os._exit(1)
-
-    return hook
 
 
 class EmbeddedRedis:
@@ -229,7 +208,7 @@ class EmbeddedRedis:
                 close_fds=True,
                 start_new_session=False,
                 process_group=0,  # out of the terminal's foreground group: Ctrl-C is the owner's
-                preexec_fn=_death_signal_hook(),
+                preexec_fn=lineage.death_signal_hook(signal.SIGTERM),
             )
         self._owner_pid = os.getpid()
         self.port = port

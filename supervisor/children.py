@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import logging
 import os
@@ -12,14 +10,13 @@ import signal
 import sys
 from collections.abc import Callable
 
+from horizon import lineage
+
 log = logging.getLogger(__name__)
 
-PR_SET_PDEATHSIG = 1
-PR_SET_NAME = 15
 SUPERVISOR_COMM = "hz-supervisor"  # the kernel name (ps -o comm, top) of a forked supervisor...
 WORKER_COMM = "hz-worker"  # ... and of a forked worker: `horizon purge` recognises them by it
 EXIT_FAILED = 1
-_libc = None
 
 # The signals other processes send a child (terminate, pause, restart; SIGTERM is also its parent-
 # death signal). fork() blocks them from just before the fork, and the child lets them in with
@@ -31,23 +28,13 @@ FORWARDED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGU
 
 def set_parent_death_signal(signum: int = signal.SIGTERM) -> bool:
     """Ask the kernel to send ``signum`` to this process when its parent dies (Linux)."""
-    return _libc_call(PR_SET_PDEATHSIG, int(signum))
-
-
-def _libc_call(option: int, value: int | bytes) -> bool:
-    global _libc
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return _libc.prctl(option, value, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    return lineage.prctl(lineage.PR_SET_PDEATHSIG, int(signum))
 
 
 def set_kernel_name(name: str) -> bool:
     """Name this process in the kernel (``/proc/<pid>/comm``: ps, top; at most 15 bytes, Linux).
     Its command line stays that of the master it was forked from."""
-    return _libc_call(PR_SET_NAME, name.encode()[:15])
+    return lineage.prctl(lineage.PR_SET_NAME, name.encode()[:15])
 
 
 def fork(run: Callable[[], int], *, before: Callable[[], None] | None = None, comm: str = "") -> int:

@@ -89,6 +89,7 @@ class ProcessPool:
                 if proc.pid == pid:
                     group.remove(proc)
                     proc.last_state = status, jobs, _ = proc.shared.read()
+                    proc.last_group = proc.shared.group()
                     proc.shared.close()
                     if group is self.processes:
                         self._died(proc, code, now, took_jobs=status == "processing" or jobs > 0)

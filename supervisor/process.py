@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from horizon import context
+from horizon import context, lineage
 from horizon.config import Settings, SupervisorSettings
 from horizon.logs import set_process_name
 from horizon.worker import Worker, WorkerOptions, WorkerState
@@ -22,15 +22,17 @@ STATUSES = ("starting", "idle", "processing", "stopped")
 # status index, jobs done, the running job's kill deadline (time.monotonic(), 0 none), length and bytes of its id
 _LAYOUT = struct.Struct("<iqdB254s")
 _UNKNOWN_JOB = 255  # the length byte of an id too long to hold: which job runs is unknown
+_GROUP = struct.Struct("<i")  # after _LAYOUT: the process group the running job's command leads, 0 none
 
 
 class SharedState:
     """A worker's status, job count and running job in an anonymous shared mapping (written by
     the child only). The running job's id tells the supervisor, when the worker dies, which of
-    the jobs it held was running (that attempt counts a try) and which it never started."""
+    the jobs it held was running (that attempt counts a try) and which it never started; the
+    process group its command leads (a cli job), which group to stop (supervisor.leftovers)."""
 
     def __init__(self) -> None:
-        self.memory = mmap.mmap(-1, _LAYOUT.size)
+        self.memory = mmap.mmap(-1, _LAYOUT.size + _GROUP.size)
 
     def write(self, state: WorkerState) -> None:
         index = STATUSES.index(state.status) if state.status in STATUSES else 0
@@ -44,6 +46,13 @@ class SharedState:
         index, jobs, _, length, job = _LAYOUT.unpack_from(self.memory, 0)
         running = None if length == _UNKNOWN_JOB else job[:length].decode()
         return STATUSES[index] if 0 <= index < len(STATUSES) else "starting", jobs, running
+
+    def write_group(self, pgid: int) -> None:
+        """The process group the running job's command leads, 0 when none (horizon.lineage)."""
+        _GROUP.pack_into(self.memory, _LAYOUT.size, pgid)
+
+    def group(self) -> int:
+        return int(_GROUP.unpack_from(self.memory, _LAYOUT.size)[0])
 
     def kill_at(self) -> float:
         """When the running job must be over (time.monotonic()); 0 when none runs (see WorkerState)."""
@@ -64,6 +73,7 @@ class WorkerProcess:
     stopping_since: float | None = None
     memory_mb: float = 0.0
     last_state: tuple[str, int, str | None] | None = None  # read when it exited, before the mapping closed
+    last_group: int = 0  # the process group its job's command led when it exited (SharedState.group)
     overran: bool = False  # killed because its job outlived its kill-by time (see ProcessPool.monitor)
 
     @property
@@ -134,6 +144,7 @@ def spawn_worker(
             parent_pid=parent,
         )
         worker = Worker(hz, options, on_state=shared.write)
+        lineage.report_groups(shared.write_group)  # if this worker dies, its supervisor stops that group
         worker.install_signals()
         for ignored in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(ignored, signal.SIG_IGN)

@@ -14,6 +14,7 @@ from horizon.config import Settings, SupervisorSettings
 from horizon.context import Horizon
 from horizon.repositories.supervisors import CommandQueue, SupervisorRepository
 from supervisor import balancer, children, tuning
+from supervisor.leftovers import Leftovers
 from supervisor.pool import ProcessPool
 from supervisor.process import spawn_worker, worker_name
 from supervisor.signals import SignalQueue
@@ -51,6 +52,7 @@ class Supervisor:
         stop_timeout = options.timeout + tuning.TERMINATE_GRACE
         self.pools = [ProcessPool(q, self._spawn, stop_timeout=stop_timeout) for q in self._pool_queues()]
         self.deadline: float | None = None
+        self.leftovers: Leftovers | None = None  # set by run(): this process then reaps what workers leave
         if paused:  # started paused (its master is, or a reload carried its pause): no worker starts
             self.status = "paused"
             for pool in self.pools:
@@ -88,6 +90,7 @@ class Supervisor:
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> int:
+        self.leftovers = Leftovers.start()  # before any worker: what a dead one leaves comes to us
         self.signals.install()
         children.release_signals()  # forked by the master: what it sent meanwhile is handled now
         self.handle_signals(time.time())  # ... before any worker starts (a pause sent meanwhile)
@@ -96,6 +99,8 @@ class Supervisor:
         while not self.finished():
             self.signals.wait(tuning.LOOP_INTERVAL)
             self.loop()
+        if self.leftovers is not None:
+            self.leftovers.close()
         self.records.forget(self.name)
         self.commands.flush(self.name)
         return 0
@@ -108,6 +113,7 @@ class Supervisor:
         step("commands", lambda: self.handle_commands(now), always_calls_redis=True)
         step("balance", lambda: self.auto_scale(now))
         step("reap", lambda: self.reap(now))  # dead workers are replaced even while Redis is away
+        step("leftovers", self.tend_leftovers)
         step("monitor", lambda: self.monitor(now))
         step("heartbeat", lambda: self.persist(now) and CALLED_REDIS)
 
@@ -161,9 +167,24 @@ class Supervisor:
             for proc in pool.all():
                 if (code := children.reap(proc.pid)) is not None:
                     pool.exited(proc.pid, code, now)
+                    if proc.last_group and self.leftovers is not None:  # before its job is put back
+                        self.leftovers.worker_died(worker_name(self.name, proc.pid), proc.last_group, self.pids())
                     running = proc.last_state[2] if proc.last_state else None
                     if code != 0 or running:  # exit 0 mid-job: a job's os._exit(0), not a recycle
                         self.recover(proc.pid, proc.queues, code, running)
+
+    def pids(self) -> set[int]:
+        return {proc.pid for pool in self.pools for proc in pool.all()}
+
+    def tend_leftovers(self) -> None:
+        """Stop dead workers' commands (see leftovers.py); reap what is re-parented to us and exited,
+        but neither a worker nor a command a worker that is not yet reaped reported (its group is
+        to be stopped once we reap that worker)."""
+        if self.leftovers is None:
+            return
+        workers = [proc for pool in self.pools for proc in pool.all()]
+        keep = {proc.pid for proc in workers} | {proc.shared.group() for proc in workers}
+        self.leftovers.tend(keep)
 
     def recover(self, pid: int, queues: list[str], code: int, running: str | None) -> None:
         """A worker died without putting back what it held (a clean exit does): its jobs go back

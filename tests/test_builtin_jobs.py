@@ -4,7 +4,10 @@ worker against real commands and real local servers."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +16,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import psutil
 import pytest
@@ -134,6 +138,121 @@ def test_cli_killed_by_a_signal_names_it(cli_enabled, hz, procs):
     job = finished(hz, job_id)
     assert job["status"] == "failed"
     assert message(job) == "sh killed by signal 9 (SIGKILL): dying\n"
+
+
+# --- cli: a worker killed outright ----------------------------------------------------------------
+
+FAST_SUPERVISION = {"HORIZON_LOOP_INTERVAL": "0.1", "HORIZON_HEARTBEAT_INTERVAL": "0.2",
+                    "HORIZON_RESTART_COOLDOWN": "0.2"}
+
+
+def start_supervised(procs, log: Path) -> subprocess.Popen:
+    """``horizon start`` (a master, its supervisor and two workers), its log in ``log``."""
+    procs.env = {**procs.env, **FAST_SUPERVISION}
+    with open(log, "wb") as stderr:
+        return procs.horizon("start", stderr=stderr)
+
+
+def recording(script: str, path: Path, then: str = "") -> list[str]:
+    """A cli argv running ``script`` (which sets $pids), writing "$PPID $$ $pids" (the worker, the
+    command, what it started) to ``path`` at once, in full, then running ``then``."""
+    return ["sh", "-c", f'{script}; echo "$PPID $$ $pids" > {path}.part; mv {path}.part {path}; {then or ":"}']
+
+
+def recorded(path: Path) -> list[psutil.Process]:
+    """The processes a ``recording`` command wrote down (waited for): worker, command, its processes."""
+    text = wait_for(lambda: path.exists() and path.read_text(), timeout=20, message="the command did not start")
+    return [psutil.Process(int(pid)) for pid in text.split()]
+
+
+def running(proc: psutil.Process) -> bool:
+    """Still there: running, or exited but not reaped (a zombie counts as there)."""
+    return proc.is_running()
+
+
+def stop_master(master: subprocess.Popen) -> None:
+    master.send_signal(signal.SIGTERM)
+    assert master.wait(20) == 0
+
+
+def test_cli_command_of_a_worker_killed_outright_is_stopped_by_its_supervisor(
+    cli_enabled, hz, procs, sleeps, tmp_path
+):
+    """Before, SIGKILL to a worker running a cli job left the command and all it had started
+    running (orphaned to init), while the job was put back and could run again. Now the
+    supervisor stops the command's process group (SIGTERM, then SIGKILL: one of them ignores
+    SIGTERM) and reaps what comes to it: none of the processes is left, not even as a zombie."""
+    a, b, _ = sleeps
+    master = start_supervised(procs, tmp_path / "master.log")
+    pids = tmp_path / "pids"
+    script = f"sleep {a} & pids=$!; sh -c 'trap \"\" TERM; exec sleep {b}' & pids=\"$pids $!\""
+    job_id = cli_job(hz, timeout=60, argv=recording(script, pids, then="wait"))
+    worker, *command = recorded(pids)
+    assert len(command) == 3 and all(running(proc) for proc in command)
+    supervisor = worker.parent()
+    os.kill(worker.pid, signal.SIGKILL)
+    wait_for(lambda: not any(running(proc) for proc in command), timeout=15,
+             message=f"left running: {[proc.pid for proc in command if running(proc)]}")  # fmt: skip
+    assert finished(hz, job_id)["status"] == "failed"  # one try: lost with its worker, not run again
+    assert supervisor.is_running() and master.poll() is None
+    stop_master(master)
+    log = (tmp_path / "master.log").read_text()
+    stopped = re.search(rf"\[([^\]]+:supervisor-1)\] supervisor.leftovers: worker \1:{worker.pid} died while its "
+                        rf"job ran a command: stopping the command's process group {command[0].pid} \((.*)\)", log)
+    assert stopped and f"sh {command[0].pid}" in stopped[2], log
+    killed = rf"process group {command[0].pid} outlived its SIGTERM: SIGKILL to sleep {command[2].pid}"
+    assert re.search(killed, log), log
+
+
+def test_cli_cleanup_after_a_killed_worker_spares_live_workers_and_what_left_its_group(
+    cli_enabled, hz, procs, sleeps, tmp_path
+):
+    """Only the dead worker's command group is stopped: the other worker's command, still running,
+    finishes its job as usual, and a process an earlier job left running on purpose (setsid, out
+    of its group) runs on; once it exits, the supervisor it was re-parented to reaps it."""
+    a, b, c = sleeps
+    master = start_supervised(procs, tmp_path / "master.log")
+    left = tmp_path / "left"  # written by the process once out of the group: the job ends after
+    escape = f"setsid sh -c 'echo $$ > {left}.part; mv {left}.part {left}; exec sleep {c}' >/dev/null 2>&1 &"
+    job_id = cli_job(hz, argv=["sh", "-c", f"{escape} while [ ! -e {left} ]; do sleep 0.05; done"])
+    assert finished(hz, job_id)["status"] == "completed"
+    escaped = psutil.Process(int(left.read_text()))
+    assert escaped.is_running() and os.getsid(escaped.pid) == escaped.pid
+    doomed, live, go = tmp_path / "doomed", tmp_path / "live", tmp_path / "go"
+    try:
+        cli_job(hz, timeout=60, argv=recording(f"sleep {a} & pids=$!", doomed, then="wait"))
+        until_go = f"while [ ! -e {go} ]; do sleep 0.1; done; echo done"
+        live_job = cli_job(hz, timeout=60, argv=recording(f"sleep {b} & pids=$!", live, then=until_go))
+        dead_worker, *dead_command = recorded(doomed)
+        live_worker, *live_command = recorded(live)
+        assert dead_worker.pid != live_worker.pid
+        os.kill(dead_worker.pid, signal.SIGKILL)
+        wait_for(lambda: not any(running(proc) for proc in dead_command), timeout=15,
+                 message=f"left running: {[proc.pid for proc in dead_command if running(proc)]}")  # fmt: skip
+        assert all(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE for proc in live_command)
+        assert escaped.is_running() and escaped.status() != psutil.STATUS_ZOMBIE
+    finally:
+        go.touch()  # the live command ends
+    job = finished(hz, live_job)
+    assert job["status"] == "completed" and json.loads(job["output"])["stdout"] == "done\n"
+    supervisor = live_worker.parent()
+    assert escaped.ppid() == supervisor.pid  # re-parented to the supervisor when its shell exited
+    escaped.terminate()
+    wait_for(lambda: not running(escaped), timeout=10, message="the exited process was not reaped")
+    stop_master(master)
+
+
+def test_cli_command_of_an_unsupervised_worker_killed_outright_gets_sigterm(cli_enabled, hz, procs, sleeps):
+    """Before, ``horizon work`` killed with SIGKILL left its cli command running. Now the kernel
+    sends the command SIGTERM when its worker dies (its parent-death signal; what the command
+    started is not reached without a supervisor)."""
+    cli_job(hz, timeout=60, argv=["sleep", str(sleeps[0])])
+    worker = procs.horizon("work")
+    (command,) = wait_for(lambda: running_sleeps(sleeps), timeout=20, message="the command did not start")
+    assert command.ppid() == worker.pid
+    worker.kill()
+    worker.wait(10)
+    wait_for(lambda: running_sleeps(sleeps) == [], timeout=10, message="the command runs on")
 
 
 # --- http ---------------------------------------------------------------------------------------
