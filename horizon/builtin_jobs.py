@@ -7,8 +7,8 @@ Any other outcome raises, so the job is retried or failed like any other; a spec
 never run raises :class:`InvalidSpec` (a ``FailForGood``: failed at once, without retries).
 
 http: redirects are followed to http:// and https:// URLs only, at most MAX_REDIRECTS times;
-``timeout`` is a deadline for the whole request (connecting, sending, reading the answer's
-headers and kept body), redirects included; only the first EXCERPT bytes of the body are read.
+``timeout`` is a deadline for the whole request (resolving the host name, connecting, sending,
+reading the answer's headers and kept body), redirects included; only the first EXCERPT bytes of the body are read.
 
 cli: the command runs without a shell, with an empty stdin, in a session (process group) of
 its own. Only the last EXCERPT bytes of stdout and stderr are kept in memory. The job ends when
@@ -34,6 +34,7 @@ import signal
 import socket
 import string
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -241,13 +242,54 @@ class _DeadlineResponse(http_client.HTTPResponse):
         self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, deadline))
 
 
+def resolve(host: str, port: int, deadline: float, lookup: Any = socket.getaddrinfo) -> list[Any]:
+    """``lookup(host, port, 0, SOCK_STREAM)`` (getaddrinfo) by the deadline. The resolver has no
+    timeout of its own to give it, so it runs in a daemon thread that is left to finish alone
+    when the deadline comes first (the resolver's own timeouts end it)."""
+    found: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            found["infos"] = lookup(host, port, 0, socket.SOCK_STREAM)
+        except OSError as exc:
+            found["error"] = exc
+
+    thread = threading.Thread(target=run, name="horizon-http-resolve", daemon=True)
+    thread.start()
+    thread.join(_left(deadline))
+    if thread.is_alive():
+        raise TimeoutError(f"resolving {host!r} did not finish by the request's deadline (http.timeout)")
+    if "error" in found:
+        raise found["error"]
+    return found["infos"]
+
+
+def _connect(address: tuple[str, int], deadline: float, source_address: Any = None) -> socket.socket:
+    """socket.create_connection with the name resolution bounded by the deadline too."""
+    host, port = address
+    error: OSError | None = None
+    for family, kind, proto, _, sockaddr in resolve(host, port, deadline):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(_left(deadline))
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error or OSError(f"{host!r} resolved to no address")
+
+
 class _DeadlineConnection(http_client.HTTPConnection):
-    """Connects, sends and reads the answer (status line, headers, body) by the deadline."""
+    """Resolves, connects, sends and reads the answer (status line, headers, body) by the deadline."""
 
     def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.deadline = deadline
         self.response_class = functools.partial(_DeadlineResponse, deadline=deadline)  # type: ignore[assignment]
+        self._create_connection = lambda address, timeout, source=None: _connect(address, deadline, source)
 
     def connect(self) -> None:
         self.timeout = _left(self.deadline)

@@ -392,6 +392,28 @@ def test_http_timeout_is_a_deadline_for_the_whole_request(hz, procs, http_server
     assert time.monotonic() - started < 6  # the job's own timeout is 8 s
 
 
+def test_name_resolution_is_bounded_by_the_http_deadline():
+    """getaddrinfo takes no timeout: a resolver that hung held an http job until the job's own
+    timeout. The lookup now runs by the request's deadline (here a lookup that hangs for 30 s)."""
+    release = threading.Event()
+
+    def hanging_lookup(*args):
+        release.wait(30)
+        return socket.getaddrinfo("127.0.0.1", 80, 0, socket.SOCK_STREAM)
+
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError, match="resolving 'slow.example' did not finish"):
+            builtin_jobs.resolve("slow.example", 80, time.monotonic() + 0.3, lookup=hanging_lookup)
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+    found = builtin_jobs.resolve("localhost", 80, time.monotonic() + 5)
+    assert found and all(info[1] == socket.SOCK_STREAM for info in found)
+    with pytest.raises(OSError):  # the resolver's own errors come through as they are
+        builtin_jobs.resolve("no-such-host.invalid", 80, time.monotonic() + 5)
+
+
 # --- specs that can never run -------------------------------------------------------------------
 
 NOWHERE = "http://127.0.0.1:1/"
