@@ -76,10 +76,12 @@ def _redis_refusal(settings: Settings) -> str | None:
     import redis
 
     from horizon.config import masked_url
+    from horizon.connection import connect
 
     if settings.redis.url is None:
         return None
-    client = redis.Redis.from_url(settings.redis.url, socket_connect_timeout=2, socket_timeout=2)
+    # the master's own kind of client: on a cluster, the node serving the prefix is the one asked
+    client = connect(settings, socket_connect_timeout=2, socket_timeout=2)
     try:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError) as exc:

@@ -122,13 +122,23 @@ def _client_identity() -> dict[str, object]:
 
 
 def connect(settings: Settings, *, url: str | None = None, **options: object) -> redis.Redis:
-    """A new client (decoded responses, hiredis parser when installed)."""
+    """A new client (decoded responses, hiredis parser when installed). Its connections, and the
+    scripts' own connections made from its pool's options, open on the node that serves the
+    prefix's slot when ``redis.url`` names a Redis Cluster node (:mod:`horizon.cluster`); the
+    embedded server is never one."""
     for key, value in _client_identity().items():
         options.setdefault(key, value)
     options.setdefault("decode_responses", True)
     options.setdefault("health_check_interval", 30)
     # longer than any blocking wait (worker.IDLE_WAIT), short enough to notice a dead server
     options.setdefault("socket_timeout", 30)
+    if url is None and settings.redis.url:
+        url = settings.redis.url
+    if url is not None:
+        from horizon.cluster import connection_options  # imports this module
+
+        for key, value in connection_options(url, settings.prefix).items():
+            options.setdefault(key, value)
     return redis.Redis.from_url(url or redis_url(settings), **options)
 
 
@@ -137,10 +147,10 @@ CONTROL_TIMEOUT = 2.0  # seconds: the supervision loops' Redis calls are short, 
 
 def connect_control(settings: Settings) -> redis.Redis:
     """A client for the supervision loops: connect and read time out after CONTROL_TIMEOUT, with no
-    retries (the loop runs again within a second; see ``context.control``). A connection Redis
-    closed when it restarted is replaced by the pool before it is used."""
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
+    retries (the loop runs again within a second; see ``context.control``) but the one every
+    horizon client makes of a command a cluster node answered MOVED (``cluster.moved_retry``). A
+    connection Redis closed when it restarted is replaced by the pool before it is used."""
+    from horizon.cluster import moved_retry
 
     return connect(settings, socket_timeout=CONTROL_TIMEOUT, socket_connect_timeout=CONTROL_TIMEOUT,
-                   retry=Retry(NoBackoff(), 0))
+                   retry=moved_retry())

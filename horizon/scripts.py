@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from horizon.cluster import ClusterRedirect, SlotMoved
 from horizon.connection import as_refusal
 from horizon.keys import Keys, lua_builders
 
@@ -262,14 +263,23 @@ class Scripts:
         """Run script ``name`` once per argument list, pipelined: each call is written as soon as
         the iterator yields it, then the replies are read in order. A flushed script cache is
         loaded again and the refused calls (which did not run) are sent again. On a connection
-        error the calls already written may have run; the error is raised, nothing is re-sent."""
+        error the calls already written may have run; the error is raised, nothing is re-sent.
+        A cluster node's MOVED (the slot moved; that call did not run) sends them all again, once,
+        to the new owner: the script must leave the same state when run twice (push does)."""
+        sent: list[tuple[Any, ...]] = []
+        try:
+            return self._pipelined(name, calls, sent)
+        except SlotMoved:
+            return self._pipelined(name, list(sent), [])
+
+    def _pipelined(self, name: str, calls: Iterable[Sequence[Any]], sent: list[tuple[Any, ...]]) -> list[Any]:
+        """:meth:`call_each` on this thread's connection; ``sent`` collects the calls written."""
         connection = self.connection()
         try:  # a connection the server closed (a restart) is replaced before anything is written
             if connection.is_connected and connection.can_read(timeout=0):
                 connection.disconnect()  # unread data: out of step
         except (redis.ConnectionError, redis.TimeoutError):
             connection.disconnect()
-        sent: list[tuple[Any, ...]] = []
         replies: list[Any] = []
         try:
             for args in calls:
@@ -317,7 +327,9 @@ class Scripts:
 
     def after_blocking(self, blocking: Sequence[Any], name: str, *args: Any) -> tuple[Any, Any]:
         """Send a blocking command and script ``name`` together (one network round trip): Redis
-        runs the script as soon as the command returns. Returns both replies."""
+        runs the script as soon as the command returns. Returns both replies. A cluster node that
+        redirected the blocking command (ASK, mid-migration) may still have run the script: that
+        raises a plain ConnectionError (a lost reply), MOVED a SlotMoved (it ran neither)."""
         connection = self.connection()
         connection.send_packed_command(connection.pack_commands([blocking, self._command(name, args)]))
         try:
@@ -325,6 +337,11 @@ class Scripts:
         except redis.ResponseError:
             connection.disconnect()  # the script's reply is still unread
             raise
+        except ClusterRedirect as exc:
+            if not connection.is_connected:  # MOVED: this node serves the slot no more, nor ran the script
+                raise
+            connection.disconnect()  # ASK mid-migration: the script may have run; its reply is unread
+            raise redis.ConnectionError(f"{exc}; the {name} call sent after it may have run") from exc
         try:
             try:
                 return first, connection.read_response()
