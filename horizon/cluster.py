@@ -19,8 +19,9 @@ process's other connections open again on the new owner before their next comman
 the route kept. A redirected command did not run, so both are a
 :class:`horizon.connection.WritesRefused`: callers retry them as they retry a Redis that refuses
 writes for now (the worker waits it out, the API answers 503, a supervision pass logs it).
-horizon's clients first send a MOVED command again at once, to the new owner
-(:func:`moved_retry`). A route whose node no longer answers is forgotten, and the URL's node
+A client sends a MOVED command again to the new owner by its retry policy: redis-py's
+default (with backoff) for the app's, workers' and web's clients, at once for the supervision
+loops' (:func:`moved_retry`). A route whose node no longer answers is forgotten, and the URL's node
 (then any node it named before) is asked again.
 """
 
@@ -265,4 +266,6 @@ def connection_options(url: str, prefix: str) -> dict[str, Any]:
     routed = _ROUTED.get(parse_url(url).get("connection_class", Connection))
     if routed is None:
         return {}
-    return {"connection_class": routed, "routing_slot": prefix_slot(prefix), "retry": moved_retry()}
+    # the client's retry policy stays its own (redis-py's default retries a ConnectionError, which
+    # SlotMoved is, with backoff; the supervision clients use moved_retry())
+    return {"connection_class": routed, "routing_slot": prefix_slot(prefix)}
