@@ -23,7 +23,7 @@ from horizon.repositories.supervisors import CommandQueue, MasterRepository, Sup
 from supervisor import children, tuning
 from supervisor.maintenance import Maintenance
 from supervisor.notify import Notifier
-from supervisor.orphans import boot_id, recover_orphans
+from supervisor.orphans import boot_id, pid_namespace, recover_orphans
 from supervisor.reload import ReloadCheck, command_line
 from supervisor.signals import SignalQueue
 from supervisor.steps import CALLED_REDIS, LoopSteps
@@ -225,6 +225,7 @@ class MasterSupervisor:
             "pid": os.getpid(),
             "status": self.status,
             "boot_id": boot_id(),  # with the host name: which machine and boot (see orphans.py)
+            "pid_namespace": pid_namespace(),  # ... and which of its PID namespaces (containers)
         }
 
     # --- supervisors ----------------------------------------------------------------------

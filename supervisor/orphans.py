@@ -9,13 +9,16 @@ and this boot, its pid runs no horizon master any more, and the pid at the end o
 name runs no horizon process either (a worker finishing its job after its master died does). Only
 then are that worker's reservations put back, as expired ones are (``recover_worker``, "died").
 A master on another machine, even one with the same host name, is never judged: its boot id
-differs. Workers not started by a master (``horizon work``) carry no master in their name and are
+differs. Nor is one in another PID namespace of this machine (a container sharing the host's
+name, e.g. Docker's ``--network host``): its pids mean nothing here, so its record names its
+namespace too. Workers not started by a master (``horizon work``) carry no master in their name and are
 left to their reservations' deadlines.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from functools import cache
 
@@ -29,6 +32,7 @@ from supervisor.purge import horizon_master_like
 log = logging.getLogger(__name__)
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
+PID_NAMESPACE = "/proc/self/ns/pid"
 SCAN_LIMIT = 1000  # reservations read per queue and pass
 
 
@@ -42,16 +46,28 @@ def boot_id() -> str:
         return ""
 
 
+@cache
+def pid_namespace() -> str:
+    """This process's PID namespace (Linux, e.g. ``pid:[4026531836]``); '' where unknown."""
+    try:
+        return os.readlink(PID_NAMESPACE)
+    except OSError:
+        return ""
+
+
 def dead_local_masters(hz: Horizon, me: str) -> set[str]:
-    """Names of master records of this host and boot whose process is gone (``me`` excepted)."""
-    booted = boot_id()
-    if not booted:
+    """Names of master records of this host, boot and PID namespace whose process is gone (``me``
+    excepted). A record without a namespace (an older version's) is not judged."""
+    booted, namespace = boot_id(), pid_namespace()
+    if not booted or not namespace:
         return set()
     host = socket.gethostname() + "-"
     dead = set()
     for record in MasterRepository(hz).records():
         name = record.get("name", "")
         if name == me or not name.startswith(host) or record.get("boot_id") != booted:
+            continue
+        if record.get("pid_namespace") != namespace:  # another container's pids: not ours to look up
             continue
         try:
             alive = horizon_master_like(psutil.Process(int(record["pid"])))

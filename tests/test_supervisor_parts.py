@@ -434,15 +434,15 @@ def test_a_worker_told_to_stop_while_it_starts_stops(hz):
 
 
 def test_only_the_reservations_of_dead_workers_of_dead_masters_of_this_machine_are_put_back(hz, redis_client):
-    """recover_orphans judges a master dead only by a record of this host and boot whose pid runs no
-    master, and a worker only when its pid is gone (or runs a later process): a master record of
+    """recover_orphans judges a master dead only by a record of this host, boot and PID namespace
+    whose pid runs no master, and a worker only when its pid is gone (or runs a later process): a master record of
     another boot (another machine with the same host name) and a worker still running (one
     finishing its job after its master died) are left to their reservations."""
     import subprocess
     import sys
 
     from horizon.repositories.supervisors import MasterRepository
-    from supervisor.orphans import boot_id, recover_orphans
+    from supervisor.orphans import boot_id, pid_namespace, recover_orphans
     from tests import sample_jobs
 
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -452,12 +452,17 @@ def test_only_the_reservations_of_dead_workers_of_dead_masters_of_this_machine_a
     try:
         host = socket.gethostname()
         masters = MasterRepository(hz)
-        for name, boot in ((f"{host}-dead", boot_id()), (f"{host}-else", "another-boot")):
-            masters.update({"name": name, "pid": finished.pid, "status": "running", "boot_id": boot})
+        ours = (boot_id(), pid_namespace())
+        for name, (boot, namespace) in ((f"{host}-dead", ours), (f"{host}-else", ("another-boot", ours[1])),
+                                        (f"{host}-box", (ours[0], "pid:[1]"))):
+            masters.update({"name": name, "pid": finished.pid, "status": "running", "boot_id": boot,
+                            "pid_namespace": namespace})
         cases = {  # worker name -> put back?
             f"{host}-dead:supervisor-1:{finished.pid}": True,
             f"{host}-dead:supervisor-1:{running.pid}": False,  # still running its job
             f"{host}-else:supervisor-1:{finished.pid}": False,  # another machine, same host name
+            # a container on this machine sharing its host name: its pids are not ours to look up
+            f"{host}-box:supervisor-1:{finished.pid}": False,
             f"other-host-dead:supervisor-1:{finished.pid}": False,
         }
         jobs = {}

@@ -128,6 +128,8 @@ SCHEMAS: dict[str, Any] = {
             "status": STR,
             "boot_id": {"type": "string", "description": "the machine's boot (Linux), with the name's host: which "
                         "master's workers a master on the same machine may judge dead"},
+            "pid_namespace": {"type": "string", "description": "the master's PID namespace (Linux), with its "
+                              "boot_id: only a master in the same namespace judges its workers dead"},
             "supervisors": {"type": "array", "items": _ref("Supervisor")},
         },
     },
