@@ -246,13 +246,15 @@ class Worker:
         after this batch's (the sum of its timeouts plus grace)."""
         if self.opts.prefetch <= 1 or len(self.batch) < 2 or self.stopping or self.early is not None:
             return
+        if self._jobs_left() <= 0:  # this batch takes the worker to max_jobs: it recycles after it
+            return
         offset = sum(job.timeout + self.grace for job in self.batch)
         done, self.done = self.done, []
         try:
             if self._ack_connection is None:
                 self._ack_connection = self.hz.scripts.new_connection()
             pending = self.hz.queue.finish_many_start(
-                self._ack_connection, done, self.queues, self.opts.prefetch, offset, self.opts.name
+                self._ack_connection, done, self.queues, self._reserve_count(), offset, self.opts.name
             )
         except (redis.ConnectionError, redis.TimeoutError):
             self.done = done + self.done  # acknowledged later, the usual way
@@ -316,7 +318,7 @@ class Worker:
         try:
             states, jobs, self.next_due = self._retrying(
                 lambda: self.hz.queue.finish_many(
-                    done, self.queues if want_next else None, self.opts.prefetch, self.opts.name
+                    done, self.queues if want_next else None, self._reserve_count(), self.opts.name
                 ),
                 holding=[job for job, *_ in done] if want_next else None,
             )
@@ -344,7 +346,7 @@ class Worker:
 
     def wait_for_jobs(self, tried: bool = False) -> list[Reserved]:
         """Reserve at once if jobs are there, else block until woken (or something is due)."""
-        count = self.opts.prefetch
+        count = self._reserve_count()
         jobs, due = ([], self.next_due) if tried else self._retrying(
             lambda: self.hz.queue.reserve_many(self.queues, count, worker=self.opts.name), holding=()
         )
@@ -431,6 +433,16 @@ class Worker:
         except Exception:  # not JSON (TypeError), circular (ValueError), or its own code raised
             return json.dumps(_clip(_text(repr, result), OUTPUT_LIMIT))
         return text if len(text) <= OUTPUT_LIMIT else json.dumps(_clip(text, OUTPUT_LIMIT))
+
+    def _jobs_left(self) -> float:
+        """Jobs this worker may still take before max_jobs (the ones in hand counted); inf: no limit."""
+        if not self.opts.max_jobs:
+            return float("inf")
+        return self.opts.max_jobs - self.state.jobs - len(self.batch)
+
+    def _reserve_count(self) -> int:
+        """How many jobs one reservation takes: prefetch, but not past max_jobs (at least 1)."""
+        return int(max(min(self.opts.prefetch, self._jobs_left()), 1))
 
     def should_recycle(self) -> bool:
         """max_jobs, max_time or memory reached: finish here and let a fresh worker take over."""

@@ -99,6 +99,21 @@ def test_worker_with_prefetch_runs_every_job_once(hz, procs, redis_client):
     redis_client.delete(key)
 
 
+def test_prefetch_never_takes_a_worker_past_max_jobs(hz, procs, redis_client):
+    """A worker recycles at max_jobs. With prefetch it used to run the whole batch in hand first:
+    16-17 jobs for max_jobs 3 (a reservation now takes at most the jobs left)."""
+    key = f"prefetch-max-{time.time()}"
+    short_estimate(hz, "default")
+    ids = sample_jobs.record.dispatch_many([((key, i), {}) for i in range(40)])
+    for _ in range(2):  # two workers in turn, each recycled at 3 jobs
+        result = procs.run("work", "--max-jobs", "3", "--prefetch", "16")
+        assert result.returncode == 0, result.stderr
+    assert redis_client.llen(key) == 6
+    statuses = [hz.queue.get(i)["status"] for i in ids]
+    assert (statuses.count("completed"), statuses.count("pending")) == (6, 34)
+    redis_client.delete(key)
+
+
 def test_term_puts_unstarted_prefetched_jobs_back(hz, procs, redis_client):
     key = f"prefetch-term-{time.time()}"
     short_estimate(hz, "default", 10.0)
