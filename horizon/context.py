@@ -27,6 +27,7 @@ class Horizon:
 
     def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
         self.settings = settings
+        self.given_client = client  # kept across forks (current()): the caller chose this Redis
         self.redis = client if client is not None else connect(settings)
         self.keys = Keys(settings.prefix)
         self.scripts = Scripts(self.redis, settings)
@@ -40,6 +41,16 @@ class Horizon:
 _lock = threading.Lock()
 _current: Horizon | None = None
 _pid: int | None = None
+
+
+def _new_lock_in_child() -> None:
+    """A child forked while another thread held ``_lock`` would wait on it forever (that thread is
+    not in the child): the child starts with a fresh one."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def configure(
@@ -56,16 +67,17 @@ def configure(
         settings = settings_from_dict(source, env=env or "production", environ=os.environ)
     else:
         settings = load_config(Path(source) if source is not None else None, env=env)
+    built = Horizon(settings, client)  # outside the lock: the first build compiles the scripts
     with _lock:
-        _current, _pid = Horizon(settings, client), os.getpid()
-    return _current
+        _current, _pid = built, os.getpid()
+    return built
 
 
 def current() -> Horizon:
     """The configured horizon; configured from the environment on first use and after a fork."""
     if _current is None or _pid != os.getpid():
         if _current is not None:
-            return configure(_current.settings)
+            return configure(_current.settings, client=_current.given_client)
         return configure()
     return _current
 

@@ -150,6 +150,81 @@ def test_job_ids_are_unique_and_a_forked_child_draws_its_own(hz):
     assert len(child) == 100 and not child & parent and not child & ids
 
 
+def _child_exit(pid: int, timeout: float = 10.0) -> int | None:
+    """The forked child's exit status, or None if it still runs after ``timeout`` (it is killed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+def test_a_child_forked_while_another_thread_configures_does_not_hang(hz):
+    """configure() ran under a module lock; a child forked while another thread held it (an app's
+    first dispatch in a background thread, the first build taking tens of ms) waited on that lock
+    forever, as no thread of the child would ever release it."""
+    import threading
+
+    from horizon import context
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with context._lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(5)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                context.reset()
+                context.configure(hz.settings)
+                sample_jobs.noop.dispatch()
+            finally:
+                os._exit(0)
+        assert _child_exit(pid) == 0, "the forked child hung on the configure lock"
+    finally:
+        release.set()
+        holder.join()
+
+
+def test_a_forked_child_keeps_the_client_the_app_configured(hz, redis_url, prefix):
+    """configure(settings, client=...) chose a Redis; a forked child configured itself again from
+    the settings alone and wrote its jobs to the settings' Redis instead."""
+    import redis
+
+    from horizon import context
+    from horizon.keys import Keys
+
+    other = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/3", decode_responses=True)
+    context.configure(hz.settings, client=other)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(write, sample_jobs.noop.dispatch().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    assert _child_exit(pid) == 0
+    with os.fdopen(read) as pipe:
+        job_id = pipe.read()
+    key = Keys(prefix).job(job_id)
+    try:
+        assert other.exists(key) == 1 and hz.redis.exists(key) == 0
+    finally:
+        other.flushdb()
+        other.close()
+
+
 def test_argument_that_refers_to_itself_is_refused(hz, redis_client, prefix):
     loop: list = []
     loop.append(loop)
