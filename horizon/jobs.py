@@ -97,6 +97,22 @@ def check_limits(
         _number("run_at", run_at, -LAST_RUN_AT, LAST_RUN_AT, "unix seconds")
 
 
+MAX_TAG_LENGTH = 255  # as the API's (horizon.repositories.tags)
+
+
+def check_tags(tags: Any) -> None:
+    """OptionError unless ``tags`` is a list (or tuple) of non-empty strings of at most
+    MAX_TAG_LENGTH characters: a tag is a Redis argument and an index key, never None or a number,
+    and a lone string is not a list of its letters."""
+    if not isinstance(tags, (list, tuple)):
+        raise OptionError(f"tags must be a list of strings, got {type(tags).__name__} {tags!r:.80}")
+    for tag in tags:
+        if not isinstance(tag, str) or not tag:
+            raise OptionError(f"tags must be non-empty strings, got {tag!r:.80}")
+        if len(tag) > MAX_TAG_LENGTH:
+            raise OptionError(f"a tag must be at most {MAX_TAG_LENGTH} characters, got {len(tag)}")
+
+
 def lookup(name: str) -> JobDefinition:
     try:
         return REGISTRY[name]
@@ -138,6 +154,7 @@ class DispatchOptions:
     def __post_init__(self) -> None:
         check_limits(tries=self.tries, timeout=self.timeout, backoff=self.backoff, delay=self.delay,
                      run_at=self.run_at)
+        check_tags(self.tags)
 
 
 _NO_OPTIONS = DispatchOptions()
@@ -280,6 +297,9 @@ class BoundJob:
         """Push many jobs pipelined; every payload is checked before anything is written."""
         hz = current()
         if self.opts.after or self.opts.idempotency_key is not None:
+            calls = list(calls)
+            for args, kwargs in calls:  # every payload checked before anything is written
+                payload.encode(args, kwargs)
             return [self.dispatch(*args, **kwargs) for args, kwargs in calls]
         if self.definition.tags is not None:  # tags depend on each call's arguments
             return hz.queue.push(self._specs(calls, hz))

@@ -18,6 +18,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import redis
+
+from horizon.connection import as_refusal
 from horizon.queue import JobNotFound, JobSpec
 
 if TYPE_CHECKING:
@@ -88,7 +91,13 @@ def push_batch(hz: Horizon, members: Sequence[JobSpec], *, name: str = "", callb
     for start in range(0, len(members), 1000):
         chunk = [replace(s, extra={**s.extra, "batch_id": bid}) for s in members[start : start + 1000]]
         hz.scripts.call("push", len(chunk), *[a for s in chunk for a in s.argv()], client=pipe)
-    pipe.execute()
+    try:
+        pipe.execute()
+    except redis.ResponseError as exc:  # out of memory, read-only...: WritesRefused, as every dispatch
+        refusal = as_refusal(exc)
+        if refusal is None:
+            raise
+        raise refusal from exc
     return bid
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -223,6 +224,40 @@ def test_a_forked_child_keeps_the_client_the_app_configured(hz, redis_url, prefi
     finally:
         other.flushdb()
         other.close()
+
+
+@pytest.mark.parametrize("tags, named", [
+    ([None], "tags must be non-empty strings, got None"),
+    (["vip", True], "tags must be non-empty strings, got True"),
+    ([7], "got 7"),
+    ([""], "got ''"),
+    ("vip", "tags must be a list of strings, got str 'vip'"),
+    (["x" * 256], "at most 255 characters"),
+])
+def test_explicit_tags_that_are_not_strings_are_refused_before_anything_is_written(
+    hz, redis_client, prefix, tags, named
+):
+    """options(tags=[None]) used to write a job hash and then fail in the push script with a
+    raw ResponseError (the job stayed, in no queue, forever), or, with no tag monitored, store
+    [null], which later crashed the worker's finish script; "vip" became ['v', 'i', 'p']."""
+    from horizon.jobs import OptionError
+
+    hz.redis.sadd(hz.keys.monitoring(), "vip")  # a monitored tag: the push indexes tags
+    before = set(redis_client.scan_iter(match=f"{{{prefix}}}:*"))
+    with pytest.raises(OptionError, match=re.escape(named)):
+        sample_jobs.noop.options(tags=tags).dispatch()
+    assert set(redis_client.scan_iter(match=f"{{{prefix}}}:*")) == before
+
+
+def test_dispatch_many_after_a_parent_checks_every_payload_first(hz, redis_client, prefix):
+    """dispatch_many with after= (or an idempotency key) dispatches one by one; a bad payload in
+    the third call left the first two written."""
+    parent = sample_jobs.noop.dispatch()
+    before = set(redis_client.scan_iter(match=f"{{{prefix}}}:*"))
+    with pytest.raises(PayloadError, match="not JSON-serialisable"):
+        sample_jobs.add.options(after=parent).dispatch_many([(("k", 1, 1), {}), (("k", 2, 2), {}),
+                                                            (("k", object(), 3), {})])
+    assert set(redis_client.scan_iter(match=f"{{{prefix}}}:*")) == before
 
 
 def test_argument_that_refers_to_itself_is_refused(hz, redis_client, prefix):

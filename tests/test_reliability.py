@@ -497,6 +497,7 @@ def test_redis_out_of_memory_mid_run(on_own_redis, tmp_path, capsys):
     WritesRefused and the API answers 503, naming the cause. Once memory is freed, both jobs are
     acknowledged and the pool goes on. Before, each worker died with a traceback on its refused
     acknowledgement (exit 1) and the supervision loops logged a traceback per pass."""
+    import horizon
     from horizon.connection import WritesRefused
     from tests import supervisor_jobs
     from web import create_app
@@ -525,6 +526,8 @@ def test_redis_out_of_memory_mid_run(on_own_redis, tmp_path, capsys):
                      and logged("supervisor.master") >= 1, timeout=30, message="the refusal was not logged")
             with pytest.raises(WritesRefused, match="out of memory"):
                 sample_jobs.noop.dispatch()
+            with pytest.raises(WritesRefused, match="out of memory"):  # a batch too (was a ResponseError)
+                horizon.batch([sample_jobs.noop.call()])
             response = create_app(hz.settings, hz).test_client().post("/horizon/api/jobs", json={"name": "tests.noop"})
             assert response.status_code == 503, response.get_data(as_text=True)
             assert response.get_json()["error"]["message"] == (

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from horizon.jobs import MAX_TAG_LENGTH  # one limit for the API and dispatch
 from horizon.keys import DOT_SEGMENTS
 from horizon.repositories.jobs import BATCH, PAGE_SIZE, JobRepository
 
 if TYPE_CHECKING:
     from horizon.context import Horizon
-
-MAX_TAG_LENGTH = 255
 
 
 def check_tag(tag: str) -> str:
