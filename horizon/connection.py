@@ -10,9 +10,10 @@ import os
 import re
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
+import redis.connection
 
 if TYPE_CHECKING:
     from horizon.config import Settings
@@ -139,7 +140,29 @@ def connect(settings: Settings, *, url: str | None = None, **options: object) ->
 
         for key, value in connection_options(url, settings.prefix).items():
             options.setdefault(key, value)
+    else:  # the embedded server: its port may change each time `horizon up` starts it
+        options.setdefault("connection_class", EmbeddedConnection)
+        options.setdefault("url_file", str(embedded_url_file(settings)))
     return redis.Redis.from_url(url or redis_url(settings), **options)
+
+
+class EmbeddedConnection(redis.connection.Connection):
+    """A connection to the embedded redis-server, which listens on a new port each time `horizon up`
+    starts it (``port: 0``): each socket it opens goes where the URL file says then, so an
+    application, a web server or a worker started on its own follows a restarted server without
+    being restarted (its next call, or redis-py's retry of it, reconnects there)."""
+
+    def __init__(self, *args: Any, url_file: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.url_file = url_file
+
+    def _connect(self) -> Any:
+        try:
+            address = redis.connection.parse_url(Path(self.url_file).read_text().strip())
+        except (OSError, ValueError):  # not running now: try the last address (refused: retried)
+            address = {}
+        self.host, self.port = address.get("host", self.host), int(address.get("port", self.port))
+        return super()._connect()
 
 
 CONTROL_TIMEOUT = 2.0  # seconds: the supervision loops' Redis calls are short, and a pass must stay short

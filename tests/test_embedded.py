@@ -146,3 +146,37 @@ def test_server_dies_when_its_owner_is_killed(tmp_path: Path) -> None:
             owner.stdout.close()
         if pid:
             kill_if_redis(pid)
+
+
+def test_an_application_follows_the_embedded_server_to_its_new_port(tmp_path: Path) -> None:
+    """`horizon up` starts the embedded server on a new port each time (port 0) and writes its URL
+    to the URL file. An application, web server or worker started on its own read that file once,
+    when it connected, and after a restart got 'connection refused' from the old port until it was
+    restarted itself. Its connections now open where the file says."""
+    from horizon.config import settings_from_dict
+    from horizon.connection import write_embedded_url
+    from horizon.context import Horizon
+    from horizon.queue import JobSpec
+
+    data = tmp_path / "data"
+    settings = settings_from_dict({"prefix": "follow", "redis": {"embedded": {"dir": str(data)}}})
+    first = EmbeddedRedis(str(data)).start()
+    try:
+        write_embedded_url(settings, first.url)
+        hz = Horizon(settings)
+        before = hz.queue.push([JobSpec(name="tests.noop", queue="default", payload='{"args":[],"kwargs":{}}')])
+        assert hz.redis.exists(hz.keys.job(before[0])) == 1
+    finally:
+        first.stop()
+    second = EmbeddedRedis(str(tmp_path / "data2")).start()  # `horizon up` again: another port
+    try:
+        assert second.port != first.port
+        write_embedded_url(settings, second.url)
+        after = hz.queue.push([JobSpec(name="tests.noop", queue="default", payload='{"args":[],"kwargs":{}}')])
+        direct = redis.Redis.from_url(second.url, decode_responses=True)
+        assert direct.exists(hz.keys.job(after[0])) == 1  # written by the script connection...
+        assert hz.redis.llen(hz.keys.queue("default")) == 1  # ... and read by the client's pool
+        direct.close()
+        hz.close()
+    finally:
+        second.stop()
