@@ -97,6 +97,9 @@ class MasterSupervisor:
         self.carried = _carried_pauses()
         if self.carried.get("master"):
             self.status = "paused"
+        # supervisors of the run before a reload that were still finishing their jobs when it exec'd
+        # (fast_termination): still our children, reaped here when they exit (no zombies)
+        self.strays = {pid for pid in self.carried.pop("strays", ()) if isinstance(pid, int) and pid > 0}
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> int:
@@ -131,6 +134,7 @@ class MasterSupervisor:
         if not self.restarting:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, children.FORWARDED)
             return
+        self.carried["strays"] = sorted(self.strays | {c.pid for c in self.supervisors.values() if c.pid})
         argv = command_line()
         log.info("restarting: exec %s", " ".join(argv))
         sys.stdout.flush()
@@ -174,6 +178,9 @@ class MasterSupervisor:
         for child in list(self.supervisors.values()):
             if child.pid and (status := children.reap(child.pid)) is not None:
                 self.supervisor_exited(child.pid, status, now)
+        for pid in list(self.strays):
+            if children.reap(pid) is not None:
+                self.strays.discard(pid)
 
     def supervisor_exited(self, pid: int, code: int, now: float) -> None:
         for name, child in list(self.supervisors.items()):

@@ -604,6 +604,28 @@ def test_fast_termination_exits_at_once_while_jobs_finish(hz, procs, env, config
     hz.redis.delete(key)
 
 
+def test_a_fast_reload_reaps_the_old_supervisor_once_its_job_ends(hz, procs, env, config_file, config_data):
+    """With fast_termination, a reload execs at once while the old supervisor finishes its job; the
+    new run did not know it, so each such supervisor stayed a zombie child of the master."""
+    write_config(config_file, {**config_data, "fast_termination": True}, max_processes=1)
+    key = f"fast-reload-{time.time()}"
+    master = start(procs, env)
+    wait_for(lambda: worker_pids(hz), timeout=15)
+    old = {p.pid for p in psutil.Process(master.pid).children()}
+    job_id = sample_jobs.sleep.dispatch(key, 2)
+    wait_for(lambda: hz.redis.llen(key) == 1, timeout=10)
+    master.send_signal(signal.SIGHUP)
+    wait_for(lambda: hz.redis.hget(hz.keys.job(job_id), "status") == "completed", timeout=20)
+
+    def old_ones_left() -> set[int]:
+        return {p.pid for p in psutil.Process(master.pid).children()} & old
+
+    wait_for(lambda: not old_ones_left(), timeout=10, message="the old supervisor stayed a zombie")
+    assert master.poll() is None
+    assert stop(master) == 0
+    hz.redis.delete(key)
+
+
 def test_purge_forgets_dead_local_masters(hz, procs, env, config_file, config_data):
     write_config(config_file, config_data)
     dead = subprocess.Popen(["true"])
