@@ -253,7 +253,10 @@ class Scripts:
             return connection.read_response()
         except redis.exceptions.NoScriptError:
             return self._load_and_call(connection, name, args)
-        except (redis.ConnectionError, redis.TimeoutError):
+        except redis.TimeoutError:  # a hung Redis would hang a second try as long: the caller decides
+            connection.disconnect()
+            raise
+        except redis.ConnectionError:
             connection.disconnect()
             if name in RESERVING:  # it may have run: the worker puts back what it reserved, then retries
                 raise

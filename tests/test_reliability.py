@@ -24,6 +24,7 @@ import yaml
 from horizon.config import settings_from_dict
 from horizon.context import configure, reset
 from horizon.embedded import EmbeddedRedis
+from horizon.queue import JobSpec
 from tests import sample_jobs
 from tests.conftest import ROOT, Processes
 from tests.helpers import supervised_workers, wait_for
@@ -386,6 +387,29 @@ def on_own_redis(own_redis, tmp_path, proc_env, prefix, monkeypatch):
         hz.close()
         reset()
         procs.cleanup()
+
+
+def test_a_dispatch_to_a_hung_redis_gives_up_after_one_socket_timeout(own_redis, tmp_path, prefix):
+    """A Redis that hangs (SIGSTOP: the socket stays open, nothing answers): a dispatch raises
+    TimeoutError after the client's socket timeout. It used to try the script again through the
+    client on a timeout, so a web request waited twice the timeout (60 s with the default 30)."""
+    from horizon.context import Horizon
+
+    settings = settings_from_dict({"prefix": prefix, "redis": {"url": own_redis.url + "?socket_timeout=1"}})
+    hz = Horizon(settings)
+    spec = JobSpec(name="tests.noop", queue="default", payload='{"args":[],"kwargs":{}}')
+    hz.queue.push([spec])  # connected, scripts loaded
+    os.kill(own_redis.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            hz.queue.push([JobSpec(name="tests.noop", queue="default", payload='{"args":[],"kwargs":{}}')])
+        waited = time.monotonic() - started
+    finally:
+        os.kill(own_redis.pid, signal.SIGCONT)
+        hz.close()
+    print(f"gave up after {waited:.2f} s (socket_timeout 1 s)")
+    assert waited < 1.9  # one timeout, not two
 
 
 def test_redis_restart_mid_run(own_redis, on_own_redis, tmp_path, prefix, capsys):
