@@ -57,6 +57,13 @@ _running: Reserved | None = None
 _progress_sink: Callable[[str, float], Any] | None = None
 
 
+def kill_after(grace: float, margin: float) -> float:
+    """Seconds past its timeout after which a running job is over even if it defeated its hard
+    timeout (WorkerState.kill_at): after its timeout a job gets the ``grace`` (then the hard
+    timeout), and is put back at the reservation ``margin``; the supervisor's kill comes halfway."""
+    return (grace + max(margin, grace)) / 2
+
+
 def progress(value: float) -> bool:
     """Record the running job's progress (0.0-1.0); False outside a job."""
     if _running is None or _progress_sink is None:
@@ -136,9 +143,7 @@ class Worker:
         self.queues = list(options.queues)
         # the hard timeout comes before the reservation deadline (see Settings.timeout_grace)
         self.grace = hz.settings.timeout_grace if options.timeout_grace is None else options.timeout_grace
-        # after its timeout a job gets the grace (then the hard timeout), and is put back at the
-        # margin: the supervisor's kill comes halfway between the two
-        self.kill_after = (self.grace + max(hz.settings.reservation_margin, self.grace)) / 2
+        self.kill_after = kill_after(self.grace, hz.settings.reservation_margin)
         self.state = WorkerState()
         self.on_state = on_state
         self.stopping = False

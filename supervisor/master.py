@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import signal
@@ -11,7 +12,7 @@ import socket
 import string
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 import redis
@@ -24,6 +25,7 @@ from supervisor import children, tuning
 from supervisor.maintenance import Maintenance
 from supervisor.notify import Notifier
 from supervisor.orphans import boot_id, pid_namespace, recover_orphans
+from supervisor.process import SharedDeadline, longest_stop
 from supervisor.reload import ReloadCheck, command_line
 from supervisor.signals import SignalQueue
 from supervisor.steps import CALLED_REDIS, LoopSteps
@@ -64,6 +66,8 @@ class SupervisorProcess:
     started_at: float
     cooldown: float = 0.0
     restart_at: float = 0.0
+    # when its last worker will be gone once it stops (time.monotonic(), 0 unknown): written by it
+    stop_deadline: SharedDeadline = field(default_factory=SharedDeadline)
 
 
 class MasterSupervisor:
@@ -91,7 +95,8 @@ class MasterSupervisor:
         self.exit_code = EXIT_OK
         self.last_heartbeat = 0.0
         self.last_memory_check = 0.0
-        self.deadline: float | None = None
+        self.deadline: float | None = None  # once terminated: the wait for a supervisor that says nothing...
+        self.hard_deadline: float | None = None  # ... and for one that says it waits for a job (the bound)
         self.reload_check: ReloadCheck | None = None  # a reload waiting for its check (see restart)
         # what was paused when a reload exec'd this run (the pauses outlive a reload, see exec_again)
         self.carried = _carried_pauses()
@@ -197,13 +202,27 @@ class MasterSupervisor:
 
     def monitor(self, now: float) -> None:
         if not self.working:
-            if self.deadline is not None and now > self.deadline:
-                for child in self.supervisors.values():
+            clock = time.monotonic()
+            for name, child in self.supervisors.items():
+                if child.pid and now > self.stop_deadline(child, now, clock):
+                    log.warning("supervisor %s (%s) is still running past its stop deadline; killing it",
+                                name, child.pid)
                     children.signal_quietly(child.pid, signal.SIGKILL)
             return
         for child in self.supervisors.values():
             if child.pid == 0 and now >= child.restart_at:
-                child.pid, child.started_at = self.fork_supervisor(child.options), now
+                child.pid = self.fork_supervisor(child.options, stop_deadline=child.stop_deadline)
+                child.started_at = now
+
+    def stop_deadline(self, child: SupervisorProcess, now: float, clock: float) -> float:
+        """When (``now``'s clock) a terminated supervisor still running is killed: at our own
+        deadline, or TERMINATE_GRACE after the time it says its last worker will be gone (a job that
+        runs up to its own timeout), whichever is later; never past the hard deadline."""
+        if self.deadline is None or self.hard_deadline is None:
+            return math.inf
+        said = child.stop_deadline.read()
+        deadline = max(self.deadline, now + said - clock + tuning.TERMINATE_GRACE) if said else self.deadline
+        return min(deadline, self.hard_deadline)
 
     def check_memory(self, now: float) -> None:
         if now - self.last_memory_check < MEMORY_CHECK:
@@ -240,8 +259,9 @@ class MasterSupervisor:
         now = time.time()
         carried = set(self.carried.get("supervisors", ()))
         for options in self.hz.settings.supervisors:
-            pid = self.fork_supervisor(options, paused=options.name in carried)
-            self.supervisors[options.name] = SupervisorProcess(options, pid, now)
+            deadline = SharedDeadline()
+            pid = self.fork_supervisor(options, paused=options.name in carried, stop_deadline=deadline)
+            self.supervisors[options.name] = SupervisorProcess(options, pid, now, stop_deadline=deadline)
 
     def pauses(self) -> dict:
         """What is paused now (the master, and which of its supervisors), for a reload to carry over."""
@@ -255,13 +275,18 @@ class MasterSupervisor:
                   if record.get("name", "").startswith(prefix) and record.get("status") == "paused"]
         return {"master": self.status == "paused", "supervisors": paused}
 
-    def fork_supervisor(self, options: SupervisorSettings, paused: bool = False) -> int:
-        """Fork a supervisor; it starts paused (no worker) when the master is or ``paused``."""
+    def fork_supervisor(
+        self, options: SupervisorSettings, paused: bool = False, stop_deadline: SharedDeadline | None = None
+    ) -> int:
+        """Fork a supervisor; it starts paused (no worker) when the master is or ``paused``. It
+        writes in ``stop_deadline`` how long to wait for it once it stops (see stop_deadline)."""
         parent = os.getpid()
         settings = self.hz.settings
         paused = paused or self.status == "paused"
+        if stop_deadline is not None:
+            stop_deadline.write(0.0)  # what a previous run of it said is void
         return children.fork(
-            lambda: run_supervisor(settings, options, self.name, parent, paused),
+            lambda: run_supervisor(settings, options, self.name, parent, paused, stop_deadline),
             before=self.signals.close,
             comm=children.SUPERVISOR_COMM,
         )
@@ -332,7 +357,9 @@ class MasterSupervisor:
         self.status = "terminating"
         self.masters.forget(self.name)
         longest = max((c.options.timeout for c in self.supervisors.values()), default=0)
-        self.deadline = time.time() + longest + 2 * tuning.TERMINATE_GRACE
+        now = time.time()
+        self.deadline = now + longest + 2 * tuning.TERMINATE_GRACE
+        self.hard_deadline = now + longest_stop(self.hz.settings) + 2 * tuning.TERMINATE_GRACE
         for name, child in list(self.supervisors.items()):
             if child.pid:
                 children.signal_quietly(child.pid, signal.SIGTERM)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -15,12 +16,26 @@ Spawn = Callable[[list[str]], WorkerProcess]
 
 
 class ProcessPool:
-    """Owns its workers: ``scale(n)``, replaces the dead (see _died), kills stragglers."""
+    """Owns its workers: ``scale(n)``, replaces the dead (see _died), kills stragglers.
 
-    def __init__(self, queues: list[str], spawn: Spawn, *, stop_timeout: float) -> None:
+    A worker told to stop (scale-down, pause, restart, terminate) finishes its running job: it is
+    killed only once that job's own kill-by time (which the worker publishes, from the job's own
+    timeout) is TERMINATE_GRACE behind, or, when no job was seen running, ``stop_timeout`` after
+    it was told; never later than ``longest_stop`` after.
+    """
+
+    def __init__(
+        self,
+        queues: list[str],
+        spawn: Spawn,
+        *,
+        stop_timeout: float,
+        longest_stop: float = math.inf,
+    ) -> None:
         self.queues = list(queues)
         self.spawn = spawn
-        self.stop_timeout = stop_timeout  # a terminating worker older than this is killed
+        self.stop_timeout = stop_timeout  # a terminating worker running no job is killed this long after
+        self.longest_stop = longest_stop  # ... and one running a job at most this long after
         self.target = 0
         self.paused = False
         self.processes: list[WorkerProcess] = []
@@ -65,13 +80,14 @@ class ProcessPool:
         self._stop(list(self.processes), time.time() if now is None else now)
 
     def monitor(self, now: float | None = None) -> None:
-        """Kill terminating workers past their timeout and start missing ones."""
+        """Kill terminating workers past their stop deadline and start missing ones."""
         now = time.time() if now is None else now
-        for proc in self.terminating:
-            if proc.stopping_since is not None and now - proc.stopping_since > self.stop_timeout:
-                log.warning("worker %s outlived its timeout; killing it", proc.pid)
-                proc.kill()
         clock = time.monotonic()
+        for proc in self.terminating:
+            if now > self.stop_deadline(proc, now, clock):
+                log.warning("worker %s, told to stop %.0f s ago, is still running; killing it",
+                            proc.pid, now - (proc.stopping_since or now))
+                proc.kill()
         for proc in (*self.processes, *self.terminating):
             kill_at = proc.shared.kill_at()
             if kill_at and clock > kill_at and not proc.overran:  # its hard timeout failed (SIGALRM taken over)
@@ -80,6 +96,22 @@ class ProcessPool:
                             "before the job's reservation ends", proc.pid, proc.shared.read()[2])
                 proc.kill()
         self._fit(now)
+
+    def stop_deadline(self, proc: WorkerProcess, now: float, clock: float) -> float:
+        """When (``now``'s clock) a worker told to stop is killed: ``stop_timeout`` after it was told,
+        or TERMINATE_GRACE past the kill-by time of a job seen running since (``clock`` is
+        time.monotonic() at ``now``), whichever is later; at most ``longest_stop`` after it was told.
+        Past its kill-by time a job has overrun its own timeout: ``monitor`` kills its worker then."""
+        since = now if proc.stopping_since is None else proc.stopping_since
+        proc.job_kill_at = max(proc.job_kill_at, proc.shared.kill_at())
+        deadline = since + self.stop_timeout
+        if proc.job_kill_at:
+            deadline = max(deadline, now + proc.job_kill_at - clock + tuning.TERMINATE_GRACE)
+        return min(deadline, since + self.longest_stop)
+
+    def last_stop(self, now: float, clock: float) -> float:
+        """The latest stop deadline of the workers told to stop (``now``'s clock); 0 when none is."""
+        return max((self.stop_deadline(proc, now, clock) for proc in self.terminating), default=0.0)
 
     def exited(self, pid: int, code: int, now: float | None = None) -> bool:
         """A child exited: forget it (and count toward the cooldown when it died young); ours?"""

@@ -14,9 +14,10 @@ import psutil
 
 from horizon import context, lineage
 from horizon.config import Settings, SupervisorSettings
+from horizon.jobs import MAX_TIMEOUT
 from horizon.logs import set_process_name
-from horizon.worker import Worker, WorkerOptions, WorkerState
-from supervisor import children
+from horizon.worker import Worker, WorkerOptions, WorkerState, kill_after
+from supervisor import children, tuning
 
 STATUSES = ("starting", "idle", "processing", "stopped")
 # status index, jobs done, the running job's kill deadline (time.monotonic(), 0 none), length and bytes of its id
@@ -62,6 +63,31 @@ class SharedState:
         self.memory.close()
 
 
+class SharedDeadline:
+    """One time.monotonic() instant in an anonymous shared mapping, 0 when none: what a
+    supervisor tells its master (which made the mapping before forking it) about when its last
+    worker will be gone once it stops (see Supervisor.publish_stop and MasterSupervisor.monitor)."""
+
+    _FORMAT = struct.Struct("<d")
+
+    def __init__(self) -> None:
+        self.memory = mmap.mmap(-1, self._FORMAT.size)
+
+    def write(self, at: float) -> None:
+        self._FORMAT.pack_into(self.memory, 0, at)
+
+    def read(self) -> float:
+        return float(self._FORMAT.unpack_from(self.memory, 0)[0])
+
+
+def longest_stop(settings: Settings) -> float:
+    """The longest a worker told to stop may take (seconds): a job of the longest timeout a job may
+    have (jobs.MAX_TIMEOUT) that started just then, its worker's kill past that timeout
+    (worker.kill_after), then TERMINATE_GRACE to acknowledge it and exit. The hard bound of every
+    wait for a stopping worker, whatever its shared memory says."""
+    return MAX_TIMEOUT + kill_after(settings.timeout_grace, settings.reservation_margin) + tuning.TERMINATE_GRACE
+
+
 @dataclass
 class WorkerProcess:
     """A running worker as its supervisor sees it."""
@@ -75,6 +101,9 @@ class WorkerProcess:
     last_state: tuple[str, int, str | None] | None = None  # read when it exited, before the mapping closed
     last_group: int = 0  # the process group its job's command led when it exited (SharedState.group)
     overran: bool = False  # killed because its job outlived its kill-by time (see ProcessPool.monitor)
+    # the latest kill-by time (time.monotonic()) of a job seen running since it was told to stop: it
+    # may finish that job and acknowledge it (see ProcessPool.stop_deadline)
+    job_kill_at: float = 0.0
 
     @property
     def queue(self) -> str:

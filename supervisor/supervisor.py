@@ -16,7 +16,7 @@ from horizon.repositories.supervisors import CommandQueue, SupervisorRepository
 from supervisor import balancer, children, tuning
 from supervisor.leftovers import Leftovers
 from supervisor.pool import ProcessPool
-from supervisor.process import spawn_worker, worker_name
+from supervisor.process import SharedDeadline, longest_stop, spawn_worker, worker_name
 from supervisor.signals import SignalQueue
 from supervisor.steps import CALLED_REDIS, LoopSteps
 
@@ -35,6 +35,7 @@ class Supervisor:
         parent_pid: int | None = None,
         signals: SignalQueue | None = None,
         paused: bool = False,
+        stop_deadline: SharedDeadline | None = None,
     ) -> None:
         self.hz, self.options, self.master = hz, options, master
         self.name = f"{master}:{options.name}"
@@ -49,9 +50,8 @@ class Supervisor:
         self.last_balance = 0.0
         self.last_heartbeat = 0.0
         self.last_measure = 0.0
-        stop_timeout = options.timeout + tuning.TERMINATE_GRACE
-        self.pools = [ProcessPool(q, self._spawn, stop_timeout=stop_timeout) for q in self._pool_queues()]
-        self.deadline: float | None = None
+        self.pools = [self._pool(q) for q in self._pool_queues()]
+        self.stop_deadline = stop_deadline  # where the master reads when our last worker will be gone
         self.leftovers: Leftovers | None = None  # set by run(): this process then reaps what workers leave
         if paused:  # started paused (its master is, or a reload carried its pause): no worker starts
             self.status = "paused"
@@ -62,6 +62,15 @@ class Supervisor:
     def _pool_queues(self) -> list[list[str]]:
         queues = list(dict.fromkeys(self.options.queue))
         return [queues] if self.options.balance == "false" else [[q] for q in queues]
+
+    def _pool(self, queues: list[str]) -> ProcessPool:
+        """A pool whose workers told to stop may finish their job (up to its own timeout)."""
+        return ProcessPool(
+            queues,
+            self._spawn,
+            stop_timeout=self.options.timeout + tuning.TERMINATE_GRACE,
+            longest_stop=longest_stop(self.hz.settings),
+        )
 
     def _spawn(self, queues: list[str]) -> object:
         return spawn_worker(self.hz.settings, self.options, queues, self.name, before=self.signals.close)
@@ -201,12 +210,19 @@ class Supervisor:
             log.warning("worker %s died (exit %s) holding %d job(s); put them back", pid, code, recovered)
 
     def monitor(self, now: float) -> None:
-        if self.deadline is not None and now > self.deadline:
-            for pool in self.pools:
-                for proc in pool.all():
-                    proc.kill()
         for pool in self.pools:
             pool.monitor(now)
+        if not self.working:
+            self.publish_stop(now)
+
+    def publish_stop(self, now: float) -> None:
+        """Tell the master (SharedDeadline) when the last of our stopping workers will be gone at
+        the latest (time.monotonic()): it waits that long for us, not just our own timeout."""
+        if self.stop_deadline is None:
+            return
+        clock = time.monotonic()
+        last = max((pool.last_stop(now, clock) for pool in self.pools), default=0.0)
+        self.stop_deadline.write(clock + last - now if last else 0.0)
 
     def persist(self, now: float | None = None, force: bool = False) -> bool:
         """Write the heartbeat record when it is due (or ``force``); True when it was written."""
@@ -286,15 +302,22 @@ class Supervisor:
             return
         self.working = False
         self.status = "terminating"
-        self.deadline = time.time() + self.options.timeout + tuning.TERMINATE_GRACE
+        now = time.time()
         for pool in self.pools:
-            pool.terminate()
+            pool.terminate(now)
+        self.publish_stop(now)
 
 
 def run_supervisor(
-    settings: Settings, options: SupervisorSettings, master: str, parent_pid: int, paused: bool = False
+    settings: Settings,
+    options: SupervisorSettings,
+    master: str,
+    parent_pid: int,
+    paused: bool = False,
+    stop_deadline: SharedDeadline | None = None,
 ) -> int:
-    """Entry point of a forked supervisor process: fresh connection, own signals (INT ignored), run."""
+    """Entry point of a forked supervisor process: fresh connection, own signals (INT ignored), run.
+    ``stop_deadline``: the master's mapping where it reads how long to wait for us once we stop."""
     import signal
 
     from horizon import context
@@ -305,4 +328,6 @@ def run_supervisor(
     set_process_name(f"{master}:{options.name}")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signals = SignalQueue({s: v for s, v in NAMES.items() if s != signal.SIGINT})
-    return Supervisor(hz, options, master=master, parent_pid=parent_pid, signals=signals, paused=paused).run()
+    return Supervisor(
+        hz, options, master=master, parent_pid=parent_pid, signals=signals, paused=paused, stop_deadline=stop_deadline
+    ).run()
