@@ -13,6 +13,7 @@ from supervisor.process import WorkerProcess
 log = logging.getLogger(__name__)
 
 Spawn = Callable[[list[str]], WorkerProcess]
+Room = Callable[[], int]  # how many more workers may start now (the supervisor's max_processes)
 
 
 class ProcessPool:
@@ -21,7 +22,8 @@ class ProcessPool:
     A worker told to stop (scale-down, pause, restart, terminate) finishes its running job: it is
     killed only once that job's own kill-by time (which the worker publishes, from the job's own
     timeout) is TERMINATE_GRACE behind, or, when no job was seen running, ``stop_timeout`` after
-    it was told; never later than ``longest_stop`` after.
+    it was told; never later than ``longest_stop`` after. ``room`` (the supervisor's) says how many
+    more workers may start: a pool waits for a worker finishing its job elsewhere to exit.
     """
 
     def __init__(
@@ -31,11 +33,13 @@ class ProcessPool:
         *,
         stop_timeout: float,
         longest_stop: float = math.inf,
+        room: Room | None = None,
     ) -> None:
         self.queues = list(queues)
         self.spawn = spawn
         self.stop_timeout = stop_timeout  # a terminating worker running no job is killed this long after
         self.longest_stop = longest_stop  # ... and one running a job at most this long after
+        self.room = room
         self.target = 0
         self.paused = False
         self.processes: list[WorkerProcess] = []
@@ -150,8 +154,11 @@ class ProcessPool:
         excess = len(self.processes) - wanted
         if excess > 0:
             self._stop(self._least_busy(excess), now)
-        while len(self.processes) < wanted and now >= self.restart_at:
+        while len(self.processes) < wanted and now >= self.restart_at and self._has_room():
             self.processes.append(self.spawn(self.queues))
+
+    def _has_room(self) -> bool:
+        return self.room is None or self.room() > 0
 
     def _least_busy(self, count: int) -> list[WorkerProcess]:
         order = {"starting": 0, "idle": 1, "processing": 2}

@@ -64,13 +64,20 @@ class Supervisor:
         return [queues] if self.options.balance == "false" else [[q] for q in queues]
 
     def _pool(self, queues: list[str]) -> ProcessPool:
-        """A pool whose workers told to stop may finish their job (up to its own timeout)."""
+        """A pool whose workers told to stop may finish their job (up to its own timeout) and
+        which starts a worker only while the supervisor's live workers are under max_processes."""
         return ProcessPool(
             queues,
             self._spawn,
             stop_timeout=self.options.timeout + tuning.TERMINATE_GRACE,
             longest_stop=longest_stop(self.hz.settings),
+            room=self.room,
         )
+
+    def room(self) -> int:
+        """How many more workers may start: max_processes less the live ones, those still
+        finishing their job after a scale-down, a pause or a restart included (SPEC 6)."""
+        return self.options.max_processes - len(self.pids())
 
     def _spawn(self, queues: list[str]) -> object:
         return spawn_worker(self.hz.settings, self.options, queues, self.name, before=self.signals.close)

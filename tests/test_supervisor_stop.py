@@ -1,5 +1,6 @@
 """Workers told to stop, with real processes and signals: a running job keeps its own timeout
-(not its supervisor's) (SPEC 6)."""
+(not its supervisor's), and the live workers, those finishing a job included, never exceed
+max_processes (SPEC 6)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 
+import psutil
 import pytest
 
 from horizon.context import Horizon
 from horizon.worker import WorkerState
-from supervisor import tuning
+from supervisor import children, tuning
 from supervisor.pool import ProcessPool
 from supervisor.process import SharedState, WorkerProcess
 from tests import sample_jobs
@@ -134,6 +137,19 @@ def test_a_stopping_worker_that_runs_no_job_or_outlives_the_bound_is_killed(told
     assert kills == [proc.pid]
 
 
+def test_a_pool_starts_a_worker_only_while_its_supervisor_has_room(told_to_stop):
+    """``room`` (the supervisor's max_processes less its live workers): a restart's fresh worker
+    starts once the old one, finishing its job, has exited."""
+    live: list[WorkerProcess] = []
+    pool, proc, now, kills = told_to_stop(stop_timeout=30, room=lambda: 1 - len(live))
+    live.append(proc)
+    pool.scale(1, now)
+    assert pool.size() == 0 and pool.terminating == [proc]  # no room while the old one runs
+    live.clear()
+    pool.monitor(now)
+    assert pool.size() == 1
+
+
 @slow
 def test_a_stop_lets_a_job_longer_than_the_supervisors_timeout_finish(hz, procs, env, config_file, config_data):
     """SIGTERM (systemctl stop) while a job with timeout 20 s runs 6 s under a supervisor whose
@@ -193,3 +209,82 @@ def test_a_reload_lets_a_job_longer_than_the_supervisors_timeout_finish(hz, proc
     assert_nothing_killed(lines)
     assert stop(master) == 0
     hz.redis.delete(key)
+
+
+# --- bug 4: never more live workers than max_processes --------------------------------------------
+def live_workers(supervisor_pid: int) -> int:
+    """The supervisor's worker processes still running (a reaped or zombie one does not count)."""
+    try:
+        kids = psutil.Process(supervisor_pid).children()
+    except psutil.NoSuchProcess:
+        return 0
+    count = 0
+    for kid in kids:
+        try:
+            count += kid.name() == children.WORKER_COMM and kid.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            pass
+    return count
+
+
+def sample_until(supervisor_pid: int, done: Callable[[], bool], timeout: float) -> list[int]:
+    """Count the supervisor's live workers every few ms until ``done()``; the counts."""
+    counts: list[int] = []
+
+    def sampled() -> bool:
+        counts.append(live_workers(supervisor_pid))
+        return done()
+
+    wait_for(sampled, timeout=timeout, interval=0.005)
+    return counts
+
+
+@slow
+def test_a_supervisor_restart_never_runs_more_workers_than_max_processes(hz, procs, env, config_file, config_data):
+    """A restart (SIGHUP to a supervisor: what the master sends under `horizon up`) while both
+    workers run a job: each fresh worker starts once an old one has finished its job and exited.
+    Before, two fresh ones started at once beside the two old ones: 4 live workers, max 2."""
+    write_config(config_file, config_data, max_processes=2, balance="false")
+    key = f"restart-{time.time()}"
+    master = start(procs, env)
+    old = wait_for(lambda: len(worker_pids(hz)) == 2 and worker_pids(hz), timeout=15)
+    sup = only_supervisor(hz)["pid"]
+    jobs = [sample_jobs.sleep.options(timeout=20).dispatch(key, 3) for _ in range(2)]
+    wait_for(lambda: hz.redis.llen(key) == 2, timeout=10)
+    os.kill(sup, signal.SIGHUP)
+    fresh = lambda: (pids := worker_pids(hz)) and len(pids) == 2 and pids.isdisjoint(old)  # noqa: E731
+    counts = sample_until(sup, lambda: all(not psutil.pid_exists(p) for p in old) and fresh(), timeout=20)
+    assert max(counts) <= 2, f"up to {max(counts)} live workers, max_processes 2"
+    for job_id in jobs:
+        assert_completed_once(hz, job_id)
+    assert_ran_through(hz, key, jobs=2)
+    assert stop(master) == 0
+    hz.redis.delete(key)
+
+
+@slow
+def test_an_auto_balance_shift_never_runs_more_workers_than_max_processes(hz, procs, env, config_file, config_data):
+    """Two long jobs on q1 (its two workers busy, its backlog empty), then a backlog on q2: the
+    balancer moves the processes to q2; q1's workers finish their jobs (whose own timeout is
+    longer than the supervisor's) and q2's start as they exit. Before, q2's started at once
+    (up to 4 live workers, max 2), and q1's were killed mid-job 3 s after the scale-down."""
+    write_config(
+        config_file, config_data, queue=["q1", "q2"], balance="auto", auto_scaling_strategy="size",
+        min_processes=0, max_processes=2, balance_cooldown=0.3, balance_max_shift=1, **SHORT,
+    )
+    key, quick = f"shift-{time.time()}", f"shift-quick-{time.time()}"
+    master, lines = start_logged(procs, env)
+    wait_for(lambda: worker_pids(hz), timeout=15)
+    sup = only_supervisor(hz)["pid"]
+    slow = [sample_jobs.sleep.options(queue="q1", timeout=20).dispatch(key, 5) for _ in range(2)]
+    wait_for(lambda: hz.redis.llen(key) == 2, timeout=15, message="q1 did not get two workers")
+    fast = sample_jobs.sleep.options(queue="q2").dispatch_many([((quick, 0.2), {}) for _ in range(6)])
+
+    counts = sample_until(sup, lambda: all(ended(hz, j) for j in [*slow, *fast]), timeout=40)
+    assert max(counts) <= 2, f"up to {max(counts)} live workers, max_processes 2"
+    for job_id in [*slow, *fast]:
+        assert_completed_once(hz, job_id)
+    assert_ran_through(hz, key, jobs=2)
+    assert_nothing_killed(lines)
+    assert stop(master) == 0
+    hz.redis.delete(key, quick)
