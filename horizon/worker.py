@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import time
@@ -38,6 +39,8 @@ OUTPUT_LIMIT = 20000  # characters of a completed job's JSON result kept
 LOG_MESSAGE_LIMIT = 500  # characters of an exception's message in a log line
 OUTAGE_LOG_INTERVAL = 60.0  # seconds between a worker's "redis unavailable" lines in one outage
 MAX_RETRY_DELAY = 5.0  # seconds: the longest wait between a worker's tries while Redis is away
+
+WORKER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)  # stop requests, the job timeout
 
 EXIT_OK = 0
 EXIT_RECYCLE = 0  # max_jobs / max_time / memory: the supervisor starts a fresh worker
@@ -68,7 +71,10 @@ def progress(value: float) -> bool:
     """Record the running job's progress (0.0-1.0); False outside a job."""
     if _running is None or _progress_sink is None:
         return False
-    value = min(max(float(value), 0.0), 1.0)
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError("progress must be a number from 0.0 to 1.0, got nan")
+    value = min(max(value, 0.0), 1.0)
     return bool(_progress_sink(_running.id, value))
 
 
@@ -160,6 +166,7 @@ class Worker:
         self._ack_connection: Any = None
         self._memory_checked = 0.0
         self._process = psutil.Process()
+        self._handlers: dict[int, Any] = {}  # the handlers of WORKER_SIGNALS when run() starts
 
     # --- signals: record the request; break a blocking wait ------------------------------
     def install_signals(self) -> None:
@@ -201,6 +208,7 @@ class Worker:
         """Process jobs until stopped; returns the exit code."""
         global _progress_sink
         _progress_sink = self.hz.queue.progress
+        self._handlers = {signum: signal.getsignal(signum) for signum in WORKER_SIGNALS}  # as set up
         log.info("worker serving %s", ",".join(self.queues))
         tried = False  # the last acknowledgement already tried to reserve and found nothing
         try:
@@ -391,12 +399,26 @@ class Worker:
         if self.on_state:  # the supervisor learns which job runs (if this process dies, that try counts)
             self.on_state(self.state)
         outcome, detail, runtime_ms = self.perform(job)
+        self._restore_signals(job)
         self.state.jobs += 1
         self.state.job, self.state.kill_at = "", 0.0
         if self.on_state:
             self.on_state(self.state)
         self.job, _running = None, None
         return job, outcome, runtime_ms, detail
+
+    def _restore_signals(self, job: Reserved) -> None:
+        """A job that set its own handler for, or blocked, a signal the worker runs on (its timeout's
+        SIGALRM, the stop requests) took it from every later job of this worker: none was timed
+        out any more (a reservation then expired while the attempt ran: run twice at once), or
+        the worker could not be stopped. What the job changed is put back after it."""
+        blocked = set(signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)) & set(WORKER_SIGNALS)
+        changed = [signum for signum, handler in self._handlers.items() if signal.getsignal(signum) != handler]
+        for signum in changed:
+            signal.signal(signum, self._handlers[signum])
+        if blocked or changed:
+            names = ", ".join(sorted(signal.Signals(s).name for s in {*blocked, *changed}))
+            log.warning("job %s (%s) took over the worker's %s; restored for the next jobs", job.id, job.name, names)
 
     def perform(self, job: Reserved) -> tuple[str, str, float]:
         """Run the job's function under its timeout: (outcome, detail, runtime ms)."""

@@ -137,3 +137,22 @@ def stubborn(key: str, seconds: float) -> None:
             time.sleep(0.05)
         except Exception:
             pass
+
+
+@job(name="tests.take_signals")
+def take_signals(how: str) -> None:
+    """Takes over the worker's signals and returns: its own SIGALRM and SIGTERM handlers, or SIGALRM
+    blocked (what some libraries do), left so for whatever runs next in this process."""
+    import signal
+
+    if how == "handlers":
+        signal.signal(signal.SIGALRM, lambda *_: None)
+        signal.signal(signal.SIGTERM, lambda *_: None)
+    else:
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
+
+
+@job(name="tests.progress_value")
+def progress_value(value: str) -> None:
+    """Reports float(value) as progress (e.g. "nan")."""
+    progress(float(value))

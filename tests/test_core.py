@@ -740,6 +740,44 @@ def test_progress_is_recorded(hz, procs, redis_client):
     redis_client.delete("prog")
 
 
+@pytest.mark.parametrize("how", ["handlers", "blocked"])
+def test_a_job_that_takes_over_the_workers_signals_does_not_disarm_later_jobs(hz, procs, redis_client, how):
+    """A job that set its own SIGALRM/SIGTERM handler, or blocked SIGALRM, and returned left every
+    later job of that worker without its timeout (a 5 s sleep with a 0.5 s timeout completed; a
+    longer one ran on past its reservation while another worker ran it again) and a worker that
+    ignored SIGTERM. What the job changed is now put back after it."""
+    key = f"taken-{time.time()}"
+    sample_jobs.take_signals.dispatch(how)
+    hung = sample_jobs.sleep.options(timeout=0.5).dispatch(key, 5)
+    result = procs.run("work", "--stop-when-empty")
+    assert result.returncode == 0, result.stderr
+    assert "took over the worker's" in result.stderr and "restored for the next jobs" in result.stderr
+    h = job_hash(hz, hung)
+    assert h["status"] == "failed", h
+    assert json.loads(h["exception"])["class"] == "horizon.worker.JobTimeout"
+    if how == "handlers":  # and SIGTERM stops the worker again once such a job has run
+        taker = sample_jobs.take_signals.dispatch(how)
+        worker = procs.horizon("work", stderr=subprocess.DEVNULL)
+        wait_for(lambda: job_hash(hz, taker).get("status") == "completed", timeout=15)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(15) == 0
+    redis_client.delete(key)
+
+
+def test_progress_nan_is_refused_and_never_stored(hz, procs, redis_client):
+    """progress(nan) was stored; every API list holding the job then answered "progress":NaN,
+    which JSON parsers refuse."""
+    from horizon.repositories.jobs import JobRepository
+
+    job_id = sample_jobs.progress_value.dispatch("nan")
+    assert procs.run("work", "--stop-when-empty").returncode == 0
+    h = job_hash(hz, job_id)
+    assert h["status"] == "failed" and "progress" not in h
+    assert "progress must be a number from 0.0 to 1.0, got nan" in json.loads(h["exception"])["message"]
+    redis_client.hset(hz.keys.job(job_id), "progress", "nan")  # as an older version stored it
+    assert JobRepository(hz).get(job_id)["progress"] is None
+
+
 def test_push_once_pushes_a_locked_occurrence_exactly_once(hz, redis_client):
     from horizon.queue import JobSpec
 

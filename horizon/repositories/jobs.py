@@ -9,6 +9,7 @@ scripts too (``forget``, ``clear``), run in bounded batches so Redis is never bl
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,12 +32,14 @@ def _json(value: str | None, default: Any = None) -> Any:
 
 
 def _float(value: str | None) -> float | None:
+    """A stored number, or None when missing or not finite (JSON has no NaN or Infinity)."""
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return None
+    return number if math.isfinite(number) else None
 
 
 def _int(value: str | None, default: int = 0) -> int:
