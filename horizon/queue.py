@@ -282,7 +282,8 @@ class JobQueue:
         return Reserved.list_from_reply(reply), _next_due(reply)
 
     def recover_worker(
-        self, worker: str, queues: Sequence[str], keep: Sequence[str] = (), running: str | None = None
+        self, worker: str, queues: Sequence[str], keep: Sequence[str] = (), running: str | None = None,
+        overran: bool = False,
     ) -> int:
         """Put back at once what ``worker`` held on ``queues`` (its reservations name it), except
         the ids in ``keep``; returns how many (or failed, when that was their last try). A
@@ -292,8 +293,9 @@ class JobQueue:
         killing its worker fails with WorkerLost); every other job is released without one, since
         it never started or ran to its end (a job run but not yet acknowledged runs again). '' means
         none was running (a worker that lost a reply reserving jobs it never started). None means
-        unknown: each job is put back as an expired reservation is."""
-        mode = "died" if running is None else "release"
+        unknown: each job is put back as an expired reservation is. ``overran``: the worker was killed
+        because ``running`` ran past its timeout and hard timeout (its last try fails with JobTimeout)."""
+        mode = "died" if running is None else "overran" if overran and running else "release"
         return int(self.scripts.call("recover_worker", worker, mode, running or "", len(keep), *keep, *queues))
 
     def release(self, job: Reserved) -> bool:

@@ -187,7 +187,7 @@ class Supervisor:
                         self.leftovers.worker_died(worker_name(self.name, proc.pid), proc.last_group, self.pids())
                     running = proc.last_state[2] if proc.last_state else None
                     if code != 0 or running:  # exit 0 mid-job: a job's os._exit(0), not a recycle
-                        self.recover(proc.pid, proc.queues, code, running)
+                        self.recover(proc.pid, proc.queues, code, running, overran=proc.overran)
 
     def pids(self) -> set[int]:
         return {proc.pid for pool in self.pools for proc in pool.all()}
@@ -202,14 +202,14 @@ class Supervisor:
         keep = {proc.pid for proc in workers} | {proc.shared.group() for proc in workers}
         self.leftovers.tend(keep)
 
-    def recover(self, pid: int, queues: list[str], code: int, running: str | None) -> None:
+    def recover(self, pid: int, queues: list[str], code: int, running: str | None, overran: bool = False) -> None:
         """A worker died without putting back what it held (a clean exit does): its jobs go back
         now, not when their reservation windows end. ``running`` is the job it was running ('' none,
         None unknown): only that attempt counts a try; the jobs it had not started (or had run but
         not yet acknowledged) are released."""
         worker = worker_name(self.name, pid)
         try:
-            recovered = self.control.queue.recover_worker(worker, queues, running=running)
+            recovered = self.control.queue.recover_worker(worker, queues, running=running, overran=overran)
         except redis.RedisError as exc:  # Redis away or refusing: the reservation windows still apply
             log.warning("could not put back what worker %s held (%s); its reservations will expire", pid, exc)
             return

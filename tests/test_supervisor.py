@@ -204,7 +204,7 @@ def test_a_job_that_defeats_its_hard_timeout_is_killed_before_its_reservation_en
     worker's timeouts. The worker tells its supervisor, in their shared memory, when the running
     job must be over (halfway between its hard timeout and its reservation deadline); past that
     the supervisor kills the worker, so the job is never run twice at once: each try is killed
-    and the job fails with WorkerLost. Before, it ran on; its reservation ended, and a second
+    and the job fails with JobTimeout (it was recorded as WorkerLost). Before, it ran on; its reservation ended, and a second
     worker ran it while the first still did."""
     config_data["reservation_margin"] = 2  # grace 1 s, kill 1.5 s after the timeout
     write_config(config_file, config_data, max_processes=2, balance=False)
@@ -219,7 +219,9 @@ def test_a_job_that_defeats_its_hard_timeout_is_killed_before_its_reservation_en
     runs = hz.redis.lrange(key, 0, -1)
     assert all(gone(int(run.split(":")[1])) for run in runs)  # neither try is still running
     h = hz.redis.hgetall(hz.keys.job(job_id))
-    assert (h["attempts"], json.loads(h["exception"])["class"]) == ("2", "WorkerLost")
+    exception = json.loads(h["exception"])  # a timeout, not a lost worker (what it was before)
+    assert (h["attempts"], exception["class"]) == ("2", "horizon.worker.JobTimeout")
+    assert "ran past its timeout and its hard timeout" in exception["message"]
     assert [r.split(":")[0] for r in runs] == ["start", "start"]  # each try killed before its end
     assert log_path.read_text().count("ran past its timeout and hard timeout; killing the worker") == 2
     assert stop(master) == 0

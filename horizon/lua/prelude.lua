@@ -409,7 +409,8 @@ end
 -- Put back one reservation taken from K.reserved(queue) (its worker died, hung or is gone; why
 -- says which for the WorkerLost failure): that attempt counts as a try, except a prefetched job
 -- that most likely never started (see below) when it is not known to have been running (ran).
-local function recover_one(queue, id, why, ran)
+-- failure: the final failure's exception {class, message} (default: WorkerLost, naming why).
+local function recover_one(queue, id, why, ran, failure)
   local h = redis.call('HMGET', K.job(id), 'status', 'attempts', 'tries', 'name', 'prefetched', 'lost_prefetched')
   if h[1] ~= 'reserved' then return false end
   if not ran and h[5] == h[2] and tonumber(h[6] or '0') < tonumber(h[3]) then
@@ -421,9 +422,8 @@ local function recover_one(queue, id, why, ran)
     enqueue(id, queue)
     event('job:stalled', id, queue, h[4], 'pending', {attempts = tonumber(h[2]) - 1, prefetched = true})
   elseif tonumber(h[2]) >= tonumber(h[3]) then
-    fail_final(id, queue, h[4], cjson.encode({class = 'WorkerLost',
-      message = 'the worker running attempt ' .. h[2] .. ' was lost (' .. why .. ')',
-      traceback = ''}))
+    local f = failure or {class = 'WorkerLost', message = 'the worker running attempt ' .. h[2] .. ' was lost (' .. why .. ')'}
+    fail_final(id, queue, h[4], cjson.encode({class = f.class, message = f.message, traceback = ''}))
   else
     redis.call('HSET', K.job(id), 'status', 'pending')
     enqueue(id, queue)

@@ -7,9 +7,14 @@
 -- Mode 'release': the running job is put back as an expired reservation (its attempt counts a
 -- try, so a job that keeps killing its worker ends failed with WorkerLost); every other job is
 -- released without counting one (it never started, or ran but was not acknowledged: it runs
--- again). Mode 'died' (which job ran is unknown): each is put back as an expired reservation.
+-- again). Mode 'overran': as 'release', the running job having run past its timeout and hard
+-- timeout (its supervisor killed the worker): a last try fails with JobTimeout, not WorkerLost.
+-- Mode 'died' (which job ran is unknown): each is put back as an expired reservation.
 -- Returns the number of jobs put back (or failed, when that was their last try).
-local worker, release, running, recovered = ARGV[3], ARGV[4] == 'release', ARGV[5], 0
+local worker, mode, running, recovered = ARGV[3], ARGV[4], ARGV[5], 0
+local release = mode == 'release' or mode == 'overran'
+local overran = mode == 'overran' and {class = 'horizon.worker.JobTimeout',
+  message = 'job ran past its timeout and its hard timeout; its supervisor stopped its worker'} or nil
 local k = tonumber(ARGV[6])
 local keep = {}
 for i = 7, 6 + k do keep[ARGV[i]] = true end
@@ -24,7 +29,8 @@ for i = 7 + k, #ARGV do
           if finish_one('release', id, tonumber(h[2]), '0', '') == 'pending' then recovered = recovered + 1 end
         else
           redis.call('ZREM', K.reserved(q), id)
-          if recover_one(q, id, 'its worker died', release) then recovered = recovered + 1 end
+          local failure = id == running and overran or nil
+          if recover_one(q, id, 'its worker died', release, failure) then recovered = recovered + 1 end
         end
       end
     end
