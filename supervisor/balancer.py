@@ -5,21 +5,34 @@ No Redis, no clock. ``split_evenly`` is the ``simple`` strategy, ``balance`` one
 
 Rules of ``balance`` (queue priority order = the order of the ``loads`` mapping):
 
-- Workload: ``size`` = length; ``time`` = length x runtime_ms, where an unknown runtime (0,
-  negative or not finite) counts as the mean of the known runtimes in the same call, or 1 ms when
-  none is known (then ``time`` splits like ``size``). Negative lengths and processes count as 0.
+- Jobs of a queue: those waiting (``length``) plus those its processes run (``running``: the most
+  it ran at once since the last step, which the supervisor samples every loop). A queue with no
+  jobs is idle. Counting the running jobs matters on a steady load: a queue whose processes keep
+  up has an empty list most of the time, yet it is not idle. Negative counts count as 0.
+- Workload: ``size`` = jobs; ``time`` = jobs x runtime_ms (as Horizon, whose time is the list
+  length x runtime), where an unknown runtime (0, negative or not finite) counts as the mean of
+  the known runtimes in the same call, or 1 ms when none is known (then ``time`` splits like
+  ``size``).
 - Floors: every queue is guaranteed ``min_processes``. When that needs more than
   ``max_processes``, the guarantee is ``max_processes`` split evenly (``split_evenly``) over the
   queues with work first, then the idle ones, each in priority order, and capped at
   ``min_processes``: the total never exceeds ``max_processes``.
-- Desired counts: ``max_processes`` shared out proportionally to workload among the queues with
-  work (a queue whose share falls below its floor gets the floor and leaves the sharing); idle
-  queues desire their floor. Integer counts by largest remainder, ties to the earlier queue.
+- Wants: a queue with jobs can use one process per job and no more. A queue whose processes run
+  jobs holds its count while it has between its jobs and one more process (hysteresis: its busy
+  count jitters by one from one sample to the next on a steady load), so it grows only when jobs
+  wait with every process busy, and shrinks only when two or more of its processes were idle even
+  at its busiest moment, down to one spare. A queue with waiting jobs only wants one per job.
+- Desired counts: ``max_processes`` (less the idle queues' floors) shared out proportionally to
+  workload among the queues with work, each share kept between the queue's floor and its want
+  (water-filling: what a queue cannot use goes to the others in proportion; what nobody can use
+  stays unused); idle queues desire their floor. Integer counts by largest remainder, ties to
+  the earlier queue.
 - The step: each queue moves from its current count toward its desired count by at most
   ``max_shift``. Scale-downs apply first; the capacity left under ``max_processes`` then goes
   one process at a time to the queue furthest below its desired count (ties: earlier queue).
-  Desired counts depend only on the loads, and no queue ever overshoots them, so a steady load
-  converges to a fixed point and stays there.
+  On a steady load a queue's want stays put on the way to its desired count (it depends on the
+  current count only inside the hold band, where the count stops), and no queue ever overshoots
+  its desired count, so the counts converge to a fixed point and stay there.
 - Hard bounds win over ``max_shift``: a queue below its floor jumps to it, and when the current
   total is above ``max_processes`` the step trims down to it (from the queue furthest above its
   desired count; ties: later queue). Within bounds, no count changes by more than ``max_shift``.
@@ -40,6 +53,12 @@ class QueueLoad:
     length: int  # pending jobs in the queue
     runtime_ms: float  # runtime estimate per job (moving average); 0 = unknown
     processes: int  # processes currently running for this queue
+    running: int = 0  # most jobs its processes ran at once since the last step
+
+    @property
+    def jobs(self) -> int:
+        """Jobs in hand: waiting plus running."""
+        return max(0, self.length) + max(0, self.running)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,7 +105,8 @@ def balance(loads: Mapping[str, QueueLoad], options: BalanceOptions) -> dict[str
         return {}
     work = _workloads(loads, options.strategy)
     floors = _floors(names, work, options)
-    desired = _desired(names, work, floors, options.max_processes)
+    wants = {q: max(floors[q], _want(loads[q])) for q in names}
+    desired = _desired(names, work, floors, wants, options.max_processes)
     current = {q: max(0, loads[q].processes) for q in names}
     return _step(names, current, desired, floors, options)
 
@@ -98,15 +118,22 @@ def _known(runtime_ms: float) -> bool:
 
 def _workloads(loads: Mapping[str, QueueLoad], strategy: str) -> dict[str, Fraction]:
     """Exact workload per queue for the strategy (unknown runtime = mean of known ones, or 1)."""
-    lengths = {q: Fraction(max(0, load.length)) for q, load in loads.items()}
+    jobs = {q: Fraction(load.jobs) for q, load in loads.items()}
     if strategy == "size":
-        return lengths
+        return jobs
     known = [Fraction(load.runtime_ms) for load in loads.values() if _known(load.runtime_ms)]
     fallback = sum(known, Fraction(0)) / len(known) if known else Fraction(1)
     return {
-        q: lengths[q] * (Fraction(load.runtime_ms) if _known(load.runtime_ms) else fallback)
+        q: jobs[q] * (Fraction(load.runtime_ms) if _known(load.runtime_ms) else fallback)
         for q, load in loads.items()
     }
+
+
+def _want(load: QueueLoad) -> int:
+    """Processes a queue can use: one per job; a queue running jobs holds within one spare."""
+    if load.running <= 0:
+        return load.jobs
+    return min(max(load.processes, load.jobs), load.jobs + 1)
 
 
 def _floors(names: list[str], work: dict[str, Fraction], options: BalanceOptions) -> dict[str, int]:
@@ -117,22 +144,49 @@ def _floors(names: list[str], work: dict[str, Fraction], options: BalanceOptions
 
 
 def _desired(
-    names: list[str], work: dict[str, Fraction], floors: dict[str, int], max_processes: int
+    names: list[str],
+    work: dict[str, Fraction],
+    floors: dict[str, int],
+    wants: dict[str, int],
+    max_processes: int,
 ) -> dict[str, int]:
-    """Desired counts: max_processes shared by workload above the floors; idle queues at floor."""
+    """Desired counts: the budget shared by workload, each within floor..want; idle queues at floor."""
     desired = dict(floors)
-    active = [q for q in names if work[q] > 0]
+    active = {q: work[q] for q in names if work[q] > 0}
+    if not active:
+        return desired
     budget = max_processes - sum(floors[q] for q in names if work[q] == 0)
-    while active:
-        total = sum((work[q] for q in active), Fraction(0))
-        shares = {q: budget * work[q] / total for q in active}
-        low = [q for q in active if shares[q] < floors[q]]
-        if not low:
-            desired.update(_largest_remainder(shares, budget))
-            break
-        budget -= sum(floors[q] for q in low)
-        active = [q for q in active if q not in low]
+    shares = _fill(active, {q: floors[q] for q in active}, {q: wants[q] for q in active}, budget)
+    desired.update(_largest_remainder(shares, int(sum(shares.values()))))
     return desired
+
+
+def _fill(
+    work: dict[str, Fraction], low: dict[str, int], high: dict[str, int], budget: int
+) -> dict[str, Fraction]:
+    """Shares clamp(level x work, low, high) at the level where they sum to budget (water-filling);
+    every queue at its high bound when those sum to less. Needs sum(low) <= budget."""
+    if sum(high.values()) <= budget:
+        return {q: Fraction(high[q]) for q in work}
+    if sum(low.values()) >= budget:
+        return {q: Fraction(low[q]) for q in work}
+
+    def total(level: Fraction) -> Fraction:
+        return sum((_clamp(level * w, low[q], high[q]) for q, w in work.items()), Fraction(0))
+
+    level = Fraction(0)
+    for point in sorted({Fraction(bound[q]) / w for bound in (low, high) for q, w in work.items()}):
+        if total(point) >= budget:  # total is linear between two breakpoints: interpolate
+            below = total(level)
+            level += (budget - below) * (point - level) / (total(point) - below)
+            break
+        level = point
+    return {q: _clamp(level * w, low[q], high[q]) for q, w in work.items()}
+
+
+def _clamp(value: Fraction, low: int, high: int) -> Fraction:
+    """value kept within low..high."""
+    return min(max(value, Fraction(low)), Fraction(high))
 
 
 def _largest_remainder(shares: dict[str, Fraction], total: int) -> dict[str, int]:

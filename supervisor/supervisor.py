@@ -47,6 +47,7 @@ class Supervisor:
         self.commands = CommandQueue(self.control)
         self.status = "running"
         self.working = True
+        self.busiest: dict[str, int] = {}  # pool key -> most workers running a job at once since the last balancing
         self.last_balance = 0.0
         self.last_heartbeat = 0.0
         self.last_measure = 0.0
@@ -164,12 +165,21 @@ class Supervisor:
 
     def auto_scale(self, now: float) -> None:
         o = self.options
-        if not self.working or o.balance != "auto" or now - self.last_balance < o.balance_cooldown:
+        if not self.working or o.balance != "auto":
+            return
+        self.note_running()
+        if now - self.last_balance < o.balance_cooldown:
             return
         self.last_balance = now
+        running, self.busiest = self.busiest, {}
         lengths = self.records.queue_loads([p.key for p in self.pools])
         loads = {
-            p.key: balancer.QueueLoad(length=lengths[p.key][0], runtime_ms=lengths[p.key][1], processes=p.target)
+            p.key: balancer.QueueLoad(
+                length=lengths[p.key][0],
+                runtime_ms=lengths[p.key][1],
+                processes=p.target,
+                running=running.get(p.key, 0),
+            )
             for p in self.pools
         }
         targets = balancer.balance(loads, self.balance_options())
@@ -177,6 +187,14 @@ class Supervisor:
             if targets[pool.key] != pool.target:
                 log.info("scaling %s from %d to %d", pool.key, pool.target, targets[pool.key])
                 pool.scale(targets[pool.key], now)
+
+    def note_running(self) -> None:
+        """Keep, per pool, the most workers seen running a job at once since the last balancing
+        step (read from their shared memory every loop, no Redis): the jobs a pool works on count
+        as its load, not only those waiting in its list (see balancer)."""
+        for pool in self.pools:
+            running = sum(1 for proc in pool.all() if proc.status() == "processing")
+            self.busiest[pool.key] = max(self.busiest.get(pool.key, 0), running)
 
     def reap(self, now: float) -> None:
         for pool in self.pools:

@@ -2,6 +2,7 @@
 
 import math
 import random
+from itertools import pairwise
 
 import pytest
 
@@ -309,3 +310,93 @@ def test_fixed_point_is_monotone_approach(seed: int) -> None:
                 sign = 1 if delta > 0 else -1
                 assert directions.setdefault(q, sign) == sign, f"{q} reversed"
         counts = result
+
+
+# --- running jobs count as load; hysteresis (a steady load that keeps its list empty) ----------
+
+def steady_stream(
+    counts: dict[str, int], backlog: int, step: int, *, rate: float, runtime_s: float, cooldown: float
+) -> tuple[QueueLoad, int]:
+    """What the supervisor sees of one queue fed ``rate`` jobs/s of ``runtime_s`` s each during a
+    cooldown served by ``counts['default']`` processes: the backlog left, and the busiest moment's
+    running jobs, which jitters by one from window to window (arrivals and job ends overlap)."""
+    processes = counts["default"]
+    backlog = max(0, round(backlog + rate * cooldown - processes * cooldown / runtime_s))
+    running = min(processes, math.ceil(rate * runtime_s) + step % 2)
+    return QueueLoad(backlog, runtime_s * 1000, processes, running), backlog
+
+
+def test_steady_load_that_keeps_its_list_empty_settles() -> None:
+    """The reported case: 6 jobs/s of 0.5 s (3 busy processes), max 6, shift 1, cooldown 3. Fed
+    only the list length, a queue whose processes keep up looked idle whenever its list was empty
+    and cycled 2-3-4-5-4-3-2 for good; its running jobs keep it loaded, so it settles."""
+    options = BalanceOptions(strategy="time", min_processes=1, max_processes=6, max_shift=1)
+    counts, backlog, history = initial_processes(["default", "other"], options), 0, []
+    for step in range(40):
+        load, backlog = steady_stream(counts, backlog, step, rate=6, runtime_s=0.5, cooldown=3)
+        counts = balance({"default": load, "other": QueueLoad(0, 0.0, counts["other"])}, options)
+        history.append((counts["default"], backlog))
+    ramp = next(i for i, (_, left) in enumerate(history) if i and left == 0)
+    sizes = [size for size, _ in history[ramp:]]
+    assert ramp < 10, history
+    assert all(left == 0 for _, left in history[ramp:]), history  # it keeps up...
+    assert min(sizes) >= 3 and sum(a != b for a, b in pairwise(sizes)) <= 1, history  # ...and settles
+    assert len(set(sizes[-20:])) == 1, history
+
+
+@pytest.mark.parametrize(
+    ("length", "running", "processes", "expected"),
+    [
+        (0, 4, 4, 4),  # every process busy, empty list: not idle, keeps them all
+        (0, 3, 4, 4),  # one idle at the busiest moment: held as the spare
+        (0, 3, 5, 4),  # two idle even at the busiest moment: down to one spare
+        (0, 1, 6, 5),  # ... by max_shift per step
+        (1, 4, 4, 5),  # a job waits with every process busy: one more
+        (3, 3, 3, 4),  # a backlog grows by max_shift per step
+        (0, 0, 4, 3),  # nothing running, nothing waiting: idle, down toward the floor
+        (2, 0, 1, 2),  # waiting jobs only: one process per job...
+        (9, 0, 1, 2),  # ... up by max_shift per step
+    ],
+)
+def test_running_jobs_and_hysteresis(length: int, running: int, processes: int, expected: int) -> None:
+    options = BalanceOptions(strategy="time", min_processes=1, max_processes=6, max_shift=1)
+    loads = {"default": QueueLoad(length, 500.0, processes, running)}
+    assert balance(loads, options) == {"default": expected}
+
+
+@pytest.mark.parametrize(
+    ("strategy", "loads", "expected"),
+    [
+        # a queue gets no more processes than it has jobs: 2 jobs of 10 s beside a long list of
+        # short ones take 2 processes, not the 7 their time share would give (the rest is b's)
+        ("time", {"a": QueueLoad(2, 10_000.0, 1), "b": QueueLoad(100, 20.0, 1)}, {"a": 2, "b": 6}),
+        ("size", {"a": QueueLoad(2, 0.0, 1), "b": QueueLoad(100, 0.0, 1)}, {"a": 1, "b": 7}),
+        # what nobody can use stays unused
+        ("size", {"a": QueueLoad(2, 0.0, 1), "b": QueueLoad(1, 0.0, 1)}, {"a": 2, "b": 1}),
+        # running jobs weigh like waiting ones: b's 6 running keep b's share against a's list
+        ("size", {"a": QueueLoad(6, 0.0, 2), "b": QueueLoad(0, 0.0, 6, 6)}, {"a": 4, "b": 4}),
+    ],
+)
+def test_shares_are_capped_by_jobs(strategy: str, loads: dict[str, QueueLoad], expected: dict) -> None:
+    options = BalanceOptions(strategy=strategy, min_processes=1, max_processes=8, max_shift=BIG)
+    assert balance(loads, options) == expected
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_steady_running_load_reaches_fixed_point_without_reversal(seed: int) -> None:
+    """With running jobs (so with the hold band) a steady load still converges, monotonically."""
+    loads, options = random_case(2000 + seed)
+    rng = random.Random(seed)
+    loads = {q: QueueLoad(ld.length // 50, ld.runtime_ms, ld.processes, rng.randint(0, 8)) for q, ld in loads.items()}
+    limit = 2 * math.ceil((options.max_processes + 3) / options.max_shift) + 2
+    counts, directions, history = balance(loads, options), {}, []
+    for _ in range(limit + 30):
+        feed = {q: QueueLoad(ld.length, ld.runtime_ms, counts[q], ld.running) for q, ld in loads.items()}
+        result = balance(feed, options)
+        assert sum(result.values()) <= options.max_processes
+        for q in result:
+            if delta := result[q] - counts[q]:
+                assert directions.setdefault(q, delta > 0) == (delta > 0), f"{q} reversed"
+        history.append(result)
+        counts = result
+    assert history[limit:] == [history[limit]] * 30

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import psutil
@@ -133,6 +134,48 @@ def test_auto_balance_follows_a_backlog_and_scales_back(hz, procs, env, config_f
     assert hz.redis.llen(hz.keys.queue("emails")) == 0
     assert stop(master) == 0
     hz.redis.delete("bal")
+
+
+def feed(job: Callable[[], object], rate: float, stop_feeding: threading.Event) -> None:
+    """Call ``job`` ``rate`` times a second, on a fixed schedule, until ``stop_feeding`` is set."""
+    due = time.monotonic()
+    while not stop_feeding.wait(max(0.0, due - time.monotonic())):
+        job()
+        due += 1 / rate
+
+
+def pool_sizes(hz, queue: str, seconds: float) -> list[int]:
+    """The supervisor record's process count for ``queue``, sampled every 50 ms for ``seconds``."""
+    sizes, deadline, tick = [], time.monotonic() + seconds, threading.Event()
+    while time.monotonic() < deadline:
+        sizes.append(processes(hz).get(f"redis:{queue}", 0))
+        tick.wait(0.05)
+    return sizes
+
+
+def test_auto_balance_settles_on_a_steady_load(hz, procs, env, config_file, config_data):
+    """10 jobs/s of 0.3 s keep 3 processes busy while the list is mostly empty: after the ramp the
+    pool keeps its size (one change at most over 10 cooldowns), where it cycled 2-3-4-5-4-3-2 as
+    long as the load lasted when the balancer saw only the list length."""
+    write_config(
+        config_file, config_data, queue=["default"], balance="auto", auto_scaling_strategy="time",
+        min_processes=1, max_processes=6, balance_cooldown=1, balance_max_shift=1,
+    )
+    key = f"steady-{time.time()}"
+    master = start(procs, env)
+    wait_for(lambda: processes(hz) == {"redis:default": 1}, timeout=15)
+    stop_feeding = threading.Event()
+    feeder = threading.Thread(target=feed, args=(lambda: sample_jobs.stamp.dispatch(key, 0.3), 10, stop_feeding))
+    feeder.start()
+    try:  # the ramp: a backlog builds at 1 and 2 processes, then the pool catches up
+        wait_for(lambda: processes(hz)["redis:default"] >= 3 and not hz.redis.llen(hz.keys.queue("default")), 20)
+        sizes = pool_sizes(hz, "default", 10.0)
+    finally:
+        stop_feeding.set()
+        feeder.join(5)
+    assert min(sizes) >= 3 and sum(a != b for a, b in pairwise(sizes)) <= 1, sizes
+    assert stop(master) == 0
+    hz.redis.delete(key)
 
 
 def test_simple_balance_splits_evenly(hz, procs, env, config_file, config_data):
