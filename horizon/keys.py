@@ -24,7 +24,8 @@ in one place.
 | tag:<tag>:failed                | zset   | failed jobs carrying a tag, by clock stamp            | trimmed by score, |
 |                                 |        |                                                       | trim.failed       |
 | metrics:job:<name>              | hash   | throughput, runtime sum, failures, histogram buckets, | none              |
-| metrics:queue:<q>               | hash   | runtime estimate (never reset by snapshots)           | none              |
+| metrics:queue:<q>               | hash   | runtime estimate (never reset by snapshots)           | none; deleted     |
+|                                 |        |                                                       | with its jq queue |
 | measured:jobs / measured:queues | set    | names that have metrics                               | none              |
 | snapshots:job:<name>            | zset   | snapshots JSON by time, oldest first                  | trimmed by count  |
 | snapshots:queue:<q>             | zset   | same for queues                                       | trimmed by count  |
@@ -39,11 +40,13 @@ in one place.
 | ratelimit:<q>                   | zset   | recent start times for a rate-limited queue           | window            |
 | wait_alert:<connection:queue>   | string | rate-limit marker for long-wait alerts                | alert interval    |
 | schedules                       | hash   | API-created schedules: name -> JSON entry             | none              |
-| schedule:<name>:fired           | string | last time a schedule was considered (unix s, forward) | none              |
+| schedule:<name>:fired           | string | last time a schedule was considered (unix s, forward) | deleted with the  |
+|                                 |        |                                                       | schedule          |
 | lock:schedule:<name>:<time>     | string | one occurrence's dispatch lock (SET NX PX)            | 120 s             |
 | batch:<id>                      | hash   | batch counts, failed ids, then/catch/finally job ids  | trim.failed after |
 |                                 |        |                                                       | it finishes       |
-| batches                         | zset   | batch ids by creation clock stamp                     | trimmed by score  |
+| batches                         | zset   | batch ids by creation clock stamp                     | gone records      |
+|                                 |        |                                                       | dropped           |
 | job:<id>:children               | set    | continuations waiting for (or released by) the job    | with the parent   |
 | queue_meta                      | hash   | jq queue ids, priorities, job defaults (RPC):         | none              |
 |                                 |        | next_id, q:<name> -> JSON, id:<n> -> name             |                   |

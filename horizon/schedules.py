@@ -212,9 +212,10 @@ class ScheduleRepository:
         values = self.redis.mget([self.keys.schedule_fired(n) for n in names])
         return [float(v) if v else None for v in values]
 
-    def advance(self, name: str, when: float) -> None:
-        """Move the marker forward to ``when`` (never back: hosts may call in any order)."""
-        self.scripts.call("schedule_mark", name, repr(when))
+    def advance(self, name: str, when: float, stored: bool = False) -> None:
+        """Move the marker forward to ``when`` (never back: hosts may call in any order); for a
+        ``stored`` (API) schedule only while it is stored (a delete meanwhile wins)."""
+        self.scripts.call("schedule_mark", name, repr(when), "1" if stored else "0")
 
     @staticmethod
     def lock_task(name: str, fire_time: float) -> str:
@@ -277,18 +278,19 @@ def fire_due(hz: Horizon, now: float | None = None, owner: str = "") -> list[Fir
     """Dispatch every occurrence due by ``now`` that no other host dispatched; returns ours."""
     now = time.time() if now is None else now
     repo = ScheduleRepository(hz)
-    schedules = [s for s, _ in all_schedules(hz)]
+    pairs = all_schedules(hz)
     fired: list[Fired] = []
-    for schedule, last in zip(schedules, repo.markers([s.name for s in schedules]), strict=True):
+    for (schedule, source), last in zip(pairs, repo.markers([s.name for s, _ in pairs]), strict=True):
         try:
-            fired += _fire_one(hz, repo, schedule, last, now, owner)
+            fired += _fire_one(hz, repo, schedule, last, now, owner, stored=source == "api")
         except Exception:
             log.exception("schedule %s: dispatch failed", schedule.name)
     return fired
 
 
 def _fire_one(
-    hz: Horizon, repo: ScheduleRepository, schedule: ScheduleSettings, last: float | None, now: float, owner: str
+    hz: Horizon, repo: ScheduleRepository, schedule: ScheduleSettings, last: float | None, now: float, owner: str,
+    stored: bool = False,
 ) -> list[Fired]:
     if last is None:  # first sight: only an occurrence of the last second is due
         last = now - 1.0
@@ -299,7 +301,7 @@ def _fire_one(
         if hz.queue.push_once(spec, repo.lock_task(schedule.name, t), owner, LOCK_MS):
             fired.append(Fired(schedule.name, t, spec.id))
             log.info("schedule %s: dispatched job %s for %s", schedule.name, spec.id, t)
-    repo.advance(schedule.name, marker)
+    repo.advance(schedule.name, marker, stored)
     return fired
 
 

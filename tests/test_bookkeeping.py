@@ -540,3 +540,81 @@ def test_one_finish_call_for_many_jobs_records_what_one_call_per_job_does(hz, re
     assert redis_client.zcard(hz.keys.index("completed")) == 6
     for key in redis_client.scan_iter(match=f"{{{one.settings.prefix}}}:*"):
         redis_client.delete(key)
+
+
+def _queue_keys(hz, redis_client, queue: str) -> list[str]:
+    """The keys kept for ``queue`` alone (its indexes, metrics, snapshots, reservations)."""
+    k = hz.keys
+    keys = [k.queue_index(queue, "completed"), k.queue_index(queue, "failed"), k.queue_metrics(queue),
+            k.queue_snapshots(queue), k.reserved(queue)]
+    return [key for key in keys if redis_client.exists(key)]
+
+
+def test_a_deleted_or_renamed_jq_queue_leaves_no_bookkeeping(hz, redis_client):
+    """jq.delete_queue / a rename took the queue out of the queues set, which is all maintenance
+    trims; its indexes, metrics and snapshots stayed for ever (and the metrics were snapshotted
+    every interval) while the jobs they named expired."""
+    from horizon.repositories.metrics import MetricsRepository
+    from horizon.repositories.queue_meta import QueueMetaRepository
+
+    meta, queues = QueueMetaRepository(hz), QueueRepository(hz)
+    for name in ("tenant-a", "tenant-b"):
+        meta.add(name, "normal", {}, suspended=False)
+        push(hz, 3, queue=name)
+        run(hz, 2, queues=(name,))
+        run(hz, 1, queues=(name,), outcome="failed_final")
+    MetricsRepository(hz).snapshot()
+    assert len(_queue_keys(hz, redis_client, "tenant-a")) == 4  # indexes, metrics, snapshots
+    queues.pause("tenant-a")
+    meta.delete("tenant-a")
+    meta.update("tenant-b", "tenant-c", None, None)
+    for gone in ("tenant-a", "tenant-b"):
+        assert _queue_keys(hz, redis_client, gone) == []
+        assert not redis_client.sismember(hz.keys.measured_queues(), gone)
+
+
+def test_a_jq_queue_with_a_running_job_is_not_deleted(hz, redis_client):
+    """Deleting a queue whose job runs: maintenance no longer visited it, so if the worker died the
+    job stayed reserved for ever (lost)."""
+    from horizon.repositories.queue_meta import QueueMetaError, QueueMetaRepository
+
+    meta, queues = QueueMetaRepository(hz), QueueRepository(hz)
+    meta.add("busy", "normal", {}, suspended=False)
+    job_id = push(hz, 1, queue="busy")[0]
+    job, _ = hz.queue.reserve(["busy"])
+    queues.pause("busy")
+    with pytest.raises(QueueMetaError, match="1 job.s. of the queue are running; delete it once they end"):
+        meta.delete("busy")
+    hz.queue.finish(job, "completed", 1.0, "")
+    meta.delete("busy")
+    assert redis_client.hget(hz.keys.job(job_id), "status") == "completed"
+
+
+def test_maintenance_forgets_batches_whose_record_is_gone(hz, redis_client):
+    """The batches list forgot a batch whose record had expired only when another batch was
+    created; once batches stopped coming, their ids stayed listed for ever."""
+    import horizon
+    from tests import sample_jobs
+
+    bid = horizon.batch([sample_jobs.noop.call()])
+    running = horizon.batch([sample_jobs.noop.call()])
+    old = 1_000_000  # µs stamps: both listed long ago, past trim.failed
+    redis_client.zadd(hz.keys.batches(), {bid: old, running: old + 1})
+    redis_client.delete(hz.keys.batch(bid))  # as when its record expired
+    hz.queue.maintain()
+    assert redis_client.zrange(hz.keys.batches(), 0, -1) == [running]  # a batch still there stays
+
+
+def test_a_deleted_api_schedule_gets_no_marker_back(hz, redis_client):
+    """A master reads the schedules, a delete comes, then the master moves the schedule's marker:
+    the marker came back, without an expiry, for a schedule that no longer existed."""
+    from horizon.config import ScheduleSettings
+    from horizon.schedules import ScheduleRepository
+
+    repo = ScheduleRepository(hz)
+    repo.save(ScheduleSettings(name="gone", job="tests.noop", every=60))
+    assert repo.delete("gone")
+    repo.advance("gone", 1_800_000_000.0, stored=True)
+    assert not redis_client.exists(hz.keys.schedule_fired("gone"))
+    repo.advance("config-one", 1_800_000_000.0)  # a config schedule is not stored: always marked
+    assert redis_client.get(hz.keys.schedule_fired("config-one")) == "1800000000.0"

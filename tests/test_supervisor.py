@@ -247,8 +247,8 @@ def test_a_job_that_defeats_its_hard_timeout_is_killed_before_its_reservation_en
     worker's timeouts. The worker tells its supervisor, in their shared memory, when the running
     job must be over (halfway between its hard timeout and its reservation deadline); past that
     the supervisor kills the worker, so the job is never run twice at once: each try is killed
-    and the job fails with JobTimeout (it was recorded as WorkerLost). Before, it ran on; its reservation ended, and a second
-    worker ran it while the first still did."""
+    and the job fails with JobTimeout (it was recorded as WorkerLost). Before, it ran on; its
+    reservation ended, and a second worker ran it while the first still did."""
     config_data["reservation_margin"] = 2  # grace 1 s, kill 1.5 s after the timeout
     write_config(config_file, config_data, max_processes=2, balance=False)
     key = f"{hz.settings.prefix}:alarm"

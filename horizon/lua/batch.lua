@@ -33,12 +33,7 @@ while i <= #ARGV do
   i = i + 11
 end
 redis.call('ZADD', K.batches(), fmt(stamp()), bid)
--- The list forgets a batch whose record is gone (a finished batch is kept trim.failed after it
--- finished), never one that still runs, however old: only entries older than trim.failed can be
--- gone, and at most 100 are looked at per call
-for _, old in ipairs(redis.call('ZRANGEBYSCORE', K.batches(), '-inf', '(' .. cutoff(C.trim.failed), 'LIMIT', 0, 100)) do
-  if redis.call('EXISTS', K.batch(old)) == 0 then redis.call('ZREM', K.batches(), old) end
-end
+forget_gone_batches(100)
 if total == 0 then
   batch_finish(bk, redis.call('HMGET', bk, 'then_id', 'catch_id', 'finally_id'))
 end

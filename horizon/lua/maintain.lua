@@ -19,5 +19,6 @@ trim_index('recent_failed', C.trim.recent_failed)
 for _, tag in ipairs(redis.call('SMEMBERS', K.monitoring())) do
   redis.call('ZREMRANGEBYSCORE', K.tag_jobs(tag), '-inf', '(' .. cutoff(C.trim.monitored))
 end
+forget_gone_batches(10)  -- also when no batch is created any more (batch.lua does it per batch)
 flush_clock()
 return {promoted, recovered}

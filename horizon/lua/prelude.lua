@@ -236,6 +236,15 @@ local function finish_flush()
   if f.n > 0 then trim_index('recent', C.trim.recent) end
 end
 
+-- The batches list forgets a batch whose record is gone (a finished batch is kept trim.failed after
+-- it finished), never one that still runs, however old: only entries older than trim.failed can be
+-- gone, and at most limit of them are looked at (by batch.lua and maintain.lua).
+local function forget_gone_batches(limit)
+  for _, old in ipairs(redis.call('ZRANGEBYSCORE', K.batches(), '-inf', '(' .. cutoff(C.trim.failed), 'LIMIT', 0, limit)) do
+    if redis.call('EXISTS', K.batch(old)) == 0 then redis.call('ZREM', K.batches(), old) end
+  end
+end
+
 -- Workflows. A job waiting for a parent (field 'after', listed in the parent's children set) or
 -- for its batch (field 'waiting_batch', a then/catch/finally callback) is 'scheduled' in no queue
 -- and no delayed set until it is released or cancelled here.

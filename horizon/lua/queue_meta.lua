@@ -41,6 +41,14 @@ local function exists(name)
     or redis.call('SISMEMBER', K.queues(), name) == 1
 end
 
+-- A queue deleted or renamed away: its own indexes, metrics and snapshots go too (nothing would
+-- trim them once it is out of the queues set, and its metrics would be snapshotted for ever).
+local function forget_bookkeeping(name)
+  redis.call('DEL', K.queue_index(name, 'completed'), K.queue_index(name, 'failed'), K.queue_metrics(name),
+    K.queue_snapshots(name), K.ratelimit(name), K.reserved(name))
+  redis.call('SREM', K.measured_queues(), name)
+end
+
 local function describe(name)
   local m = ensure(name)
   local count = redis.call('LLEN', K.queue(name)) + redis.call('ZCARD', K.delayed(name))
@@ -101,6 +109,7 @@ if op == 'update' then
     if busy > 0 then return redis.error_reply('CONFLICT only a queue without jobs can be renamed') end
     redis.call('HDEL', MK, 'q:' .. name)
     redis.call('SREM', K.queues(), name)
+    forget_bookkeeping(name)
     redis.call('SADD', K.queues(), new)
     if redis.call('SREM', K.paused(), name) == 1 then redis.call('SADD', K.paused(), new) end
     queue_event('queue:deleted', name, {})
@@ -116,8 +125,14 @@ if op == 'delete' then
   if not paused(name) then return redis.error_reply('CONFLICT suspend the queue before deleting it') end
   local left = redis.call('LLEN', K.queue(name)) + redis.call('ZCARD', K.delayed(name))
   if left > 0 then return redis.error_reply('CONFLICT the queue still has ' .. left .. ' jobs; drain it first') end
+  -- a running job's reservation is recovered (its worker lost) only for a queue still known
+  local running = redis.call('ZCARD', K.reserved(name))
+  if running > 0 then
+    return redis.error_reply('CONFLICT ' .. running .. ' job(s) of the queue are running; delete it once they end')
+  end
   local m = meta(name)
   redis.call('DEL', K.queue(name), K.delayed(name), K.wake(name))
+  forget_bookkeeping(name)
   redis.call('SREM', K.queues(), name)
   redis.call('SREM', K.paused(), name)
   redis.call('HDEL', MK, 'q:' .. name)
