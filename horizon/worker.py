@@ -8,6 +8,7 @@ TERM puts it back and stops at once.
 
 from __future__ import annotations
 
+import _signal  # the C module under signal: its getsignal without the enum conversion
 import json
 import logging
 import math
@@ -41,6 +42,7 @@ OUTAGE_LOG_INTERVAL = 60.0  # seconds between a worker's "redis unavailable" lin
 MAX_RETRY_DELAY = 5.0  # seconds: the longest wait between a worker's tries while Redis is away
 
 WORKER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)  # stop requests, the job timeout
+_WORKER_SIGNAL_SET = frozenset(int(s) for s in WORKER_SIGNALS)
 
 EXIT_OK = 0
 EXIT_RECYCLE = 0  # max_jobs / max_time / memory: the supervisor starts a fresh worker
@@ -208,7 +210,7 @@ class Worker:
         """Process jobs until stopped; returns the exit code."""
         global _progress_sink
         _progress_sink = self.hz.queue.progress
-        self._handlers = {signum: signal.getsignal(signum) for signum in WORKER_SIGNALS}  # as set up
+        self._handlers = {signum: _signal.getsignal(signum) for signum in WORKER_SIGNALS}  # as set up
         log.info("worker serving %s", ",".join(self.queues))
         tried = False  # the last acknowledgement already tried to reserve and found nothing
         try:
@@ -412,8 +414,9 @@ class Worker:
         SIGALRM, the stop requests) took it from every later job of this worker: none was timed
         out any more (a reservation then expired while the attempt ran: run twice at once), or
         the worker could not be stopped. What the job changed is put back after it."""
-        blocked = set(signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)) & set(WORKER_SIGNALS)
-        changed = [signum for signum, handler in self._handlers.items() if signal.getsignal(signum) != handler]
+        # per job, so the C functions: signal.getsignal's enum conversion costs a microsecond a call
+        blocked = _signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS) & _WORKER_SIGNAL_SET
+        changed = [signum for signum, handler in self._handlers.items() if _signal.getsignal(signum) is not handler]
         for signum in changed:
             signal.signal(signum, self._handlers[signum])
         if blocked or changed:
