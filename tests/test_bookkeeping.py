@@ -618,3 +618,16 @@ def test_a_deleted_api_schedule_gets_no_marker_back(hz, redis_client):
     assert not redis_client.exists(hz.keys.schedule_fired("gone"))
     repo.advance("config-one", 1_800_000_000.0)  # a config schedule is not stored: always marked
     assert redis_client.get(hz.keys.schedule_fired("config-one")) == "1800000000.0"
+
+
+def test_retrying_a_queue_retries_each_failing_job_once_per_round(hz, redis_client):
+    """POST queues/{name}/retry retried a failed job again once its copy had failed, and the
+    failed copy too: a job that keeps failing ran 1, 2, 4, 8, 16 times in five rounds."""
+    queues = QueueRepository(hz)
+    original = push(hz, 1, queue="flaky")[0]
+    assert run(hz, 1, queues=("flaky",), outcome="failed_final") == [original]
+    for round_ in range(4):
+        created = queues.retry_all("flaky")
+        assert len(created) == 1, (round_, created)
+        assert run(hz, 5, queues=("flaky",), outcome="failed_final") == created  # one run per round
+    assert redis_client.zcard(hz.keys.queue_index("flaky", "failed")) == 5

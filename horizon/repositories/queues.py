@@ -172,7 +172,8 @@ class QueueRepository:
                 return total
 
     def retry_all(self, name: str) -> list[str]:
-        """Retry every failed job of ``name`` that has no live retry yet; returns the new ids."""
+        """Retry every failed job of ``name`` that has not been retried yet (a failed retry is
+        retried in its original's place; a cancelled one does not count); returns the new ids."""
         index = self.keys.queue_index(name, "failed")
         created: list[str] = []
         start = 0
