@@ -72,13 +72,18 @@ def connected(settings: Settings, *, import_jobs: bool = False, wait: bool = Fal
 def _redis_refusal(settings: Settings) -> str | None:
     """What ``start --check`` says of ``redis.url``: why the master could never use it (a wrong
     password, a missing permission), or None. A Redis that does not answer now is no reason: a
-    master waits for it (``wait_for_redis``). The embedded server (url null) is not judged."""
+    master waits for it (``wait_for_redis``). With no url, the embedded server must be running
+    (its URL file there), as ``horizon start`` needs it: else that is the reason."""
     import redis
 
     from horizon.config import masked_url
-    from horizon.connection import connect
+    from horizon.connection import NoRedisError, connect, redis_url
 
     if settings.redis.url is None:
+        try:
+            redis_url(settings)
+        except NoRedisError as exc:
+            return str(exc)
         return None
     # the master's own kind of client: on a cluster, the node serving the prefix is the one asked
     client = connect(settings, socket_connect_timeout=2, socket_timeout=2)

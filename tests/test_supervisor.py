@@ -621,6 +621,19 @@ def test_start_check_validates_without_starting_anything(procs, config_file, con
     assert "Traceback" not in bad.stderr and masters(hz) == {}
 
 
+def test_start_check_refuses_a_config_with_no_redis_to_start_on(procs, config_file, config_data, tmp_path):
+    """No redis.url (a `${VAR}` unset, say) and no embedded server running: `horizon start` cannot
+    start, so its check must say so (it said "configuration ok", and a reload then stopped the
+    master for good)."""
+    config_data["redis"] = {"url": None, "embedded": {"dir": str(tmp_path / "nothing-here")}}
+    write_config(config_file, config_data, max_processes=1)
+    check = procs.run("start", "--check")
+    assert check.returncode == 2, check.stdout
+    assert "no redis.url is configured and no embedded redis is running" in check.stderr
+    started = procs.run("start")
+    assert started.returncode != 0 and "no redis.url is configured" in started.stderr
+
+
 def test_up_reports_an_embedded_redis_error_in_one_line(procs, config_file, tmp_path):
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
