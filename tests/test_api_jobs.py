@@ -153,6 +153,17 @@ def test_idempotency_key_body_or_header(hz, client):  # noqa: F811
     assert_error(mismatch, 400, "BAD_REQUEST")
 
 
+def test_replaying_a_key_whose_job_is_gone_is_a_conflict_naming_it(hz, client):  # noqa: F811
+    """The key lives idempotency_ttl (a day), a finished job's record trim.completed (an hour): a
+    replay then answered 404 "job ... does not exist" to a POST, as if nothing had been created."""
+    body = {"name": "tests.noop", "idempotency_key": "gone-1"}
+    first = create(client, body).get_json()
+    hz.redis.delete(hz.keys.job(first["id"]))  # as when its record was trimmed
+    message = assert_error(client.post(f"{API}/jobs", json=body), 409, "CONFLICT")
+    assert first["id"] in message and "record is gone" in message
+    assert hz.redis.llen(hz.keys.queue("default")) == 1  # not created again
+
+
 def test_after_parent_rules(hz, client):  # noqa: F811
     parent = sample_jobs.noop.dispatch()
     child = create(client, {"name": "tests.noop", "after": parent}).get_json()

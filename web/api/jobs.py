@@ -90,7 +90,13 @@ def store() -> ResponseReturnValue:
     except ParentTerminal as exc:
         raise conflict(str(exc)) from None
     location = {"Location": url_for(".show", job_id=created.id)}
-    return _job(created.id), 200 if created.replay else 201, location
+    job = services().jobs.get(created.id)
+    if job is None and created.replay:  # the key outlives its job's record (idempotency_ttl > trim)
+        raise conflict(f"idempotency key {req.idempotency_key!r} already created job {created.id}, whose record "
+                       "is gone (finished and trimmed, or deleted); it is not created again")
+    if job is None:
+        raise not_found(f"job {created.id} does not exist")
+    return job, 200 if created.replay else 201, location
 
 
 @bp.post("/jobs/<job_id>/cancel")
