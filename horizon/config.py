@@ -718,6 +718,23 @@ def _min_number(minimum: float, exclusive: bool = False) -> _Parser:
     return lambda ctx, v, p: _number(ctx, v, p, minimum=minimum, exclusive=exclusive)
 
 
+def _job_option(key: str, parser: _Parser) -> _Parser:
+    """``parser``, then the range every job option has (``horizon.jobs.check_limits``): a supervisor's
+    defaults are the options of the jobs it serves that set none."""
+
+    def parse(ctx: _Ctx, value: Any, path: str) -> Any:
+        from horizon.jobs import OptionError, check_limits  # horizon.jobs imports this module
+
+        parsed = parser(ctx, value, path)
+        try:
+            check_limits(**{key: list(parsed) if key == "backoff" else parsed})
+        except OptionError as exc:
+            raise ctx.error(path, str(exc)) from None
+        return parsed
+
+    return parse
+
+
 _SUPERVISOR_PARSERS: dict[str, _Parser] = {
     "connection": lambda ctx, v, p: _str(ctx, v, p).strip(),
     "queue": _queues,
@@ -727,9 +744,9 @@ _SUPERVISOR_PARSERS: dict[str, _Parser] = {
     "max_processes": _min_int(1),
     "balance_max_shift": _min_int(1),
     "balance_cooldown": _min_number(0),
-    "tries": _min_int(1),
-    "timeout": _min_number(0, exclusive=True),
-    "backoff": _backoff,
+    "tries": _job_option("tries", _min_int(1)),
+    "timeout": _job_option("timeout", _min_number(0, exclusive=True)),
+    "backoff": _job_option("backoff", _backoff),
     "memory": _min_int(0),
     "max_jobs": _min_int(0),
     "max_time": _min_number(0),

@@ -409,6 +409,16 @@ BAD_CASES: list[tuple[str, str, str, str, str]] = [
             ("timeout-env-not-a-number", "timeout: '${T:-soon}'", "timeout must be a number of seconds, got 'soon'"),
         )
     ],
+    # a supervisor's defaults are its jobs' options: the same ranges (a timeout over a day passed, and
+    # the stop deadlines, which assume at most a day, cut such a job short)
+    ("supervisor-tries-over", "defaults: {s: {tries: 5000}}", "production", "defaults.s.tries",
+     "tries must be an integer from 1 to 1000, got 5000"),
+    ("supervisor-timeout-over-a-day", "defaults: {s: {timeout: 100000}}", "production", "defaults.s.timeout",
+     "timeout must be from 0.001 to 86400 seconds, got 100000"),
+    ("supervisor-timeout-tiny", "defaults: {s: {timeout: 0.0005}}", "production", "defaults.s.timeout",
+     "timeout must be from 0.001 to 86400 seconds, got 0.0005"),
+    ("supervisor-backoff-over-a-week", "defaults: {s: {backoff: [1, 700000]}}", "production", "defaults.s.backoff",
+     "backoff must be from 0 to 604800 seconds, got 700000"),
     ("schedule-name-slash", "schedule: [{name: a/b, job: j, every: 5}]", "production", "schedule[0].name",
      "expected a schedule name (1 to 200 characters, none of them '/', a control character or a lone surrogate)"),
     ("schedule-name-newline", 'schedule: [{name: "a\\nb", job: j, every: 5}]', "production", "schedule[0].name",
