@@ -60,6 +60,9 @@ class _Interrupt(BaseException):
 
 _running: Reserved | None = None
 _progress_sink: Callable[[str, float], Any] | None = None
+PROGRESS_INTERVAL = 0.2  # seconds: a job's progress is written at most this often, its last value at its end
+_progress_written = 0.0  # time.monotonic() of the running job's last progress write
+_progress_pending: float | None = None  # a value reported since then: written by then or when the job ends
 
 
 def kill_after(grace: float, margin: float) -> float:
@@ -70,14 +73,36 @@ def kill_after(grace: float, margin: float) -> float:
 
 
 def progress(value: float) -> bool:
-    """Record the running job's progress (0.0-1.0); False outside a job."""
+    """Record the running job's progress (0.0-1.0); False outside a job. Writes (a script call and
+    a ``job:progress`` event each) come at most every PROGRESS_INTERVAL: a value reported sooner
+    is kept and written when the job ends, unless a later one replaces it first. Before, a job
+    reporting in a tight loop wrote thousands of events a second and pushed every other event out
+    of the capped stream."""
+    global _progress_written, _progress_pending
     if _running is None or _progress_sink is None:
         return False
     value = float(value)
     if math.isnan(value):
         raise ValueError("progress must be a number from 0.0 to 1.0, got nan")
     value = min(max(value, 0.0), 1.0)
+    now = time.monotonic()
+    if now - _progress_written < PROGRESS_INTERVAL:
+        _progress_pending = value
+        return True
+    _progress_written, _progress_pending = now, None
     return bool(_progress_sink(_running.id, value))
+
+
+def _flush_progress(job: Reserved) -> None:
+    """The job ended: write the progress it reported last, if that was not written yet."""
+    global _progress_pending
+    value, _progress_pending = _progress_pending, None
+    if value is None or _progress_sink is None:
+        return
+    try:
+        _progress_sink(job.id, value)
+    except redis.RedisError as exc:  # only its progress is lost: the job's outcome is acknowledged
+        log.warning("job %s: its last progress (%s) was not written: %s", job.id, value, exc)
 
 
 def _text(convert: Callable[[Any], str], value: Any) -> str:
@@ -394,13 +419,16 @@ class Worker:
 
     def process(self, job: Reserved) -> tuple[Reserved, str, float, str]:
         """Run one job; returns the attempt to acknowledge ``(job, outcome, runtime ms, detail)``."""
-        global _running
+        global _running, _progress_written, _progress_pending
         self.job, _running = job, job
+        _progress_written, _progress_pending = 0.0, None
         self.state.status, self.state.job = "processing", job.id
         self.state.kill_at = time.monotonic() + job.timeout + self.kill_after
         if self.on_state:  # the supervisor learns which job runs (if this process dies, that try counts)
             self.on_state(self.state)
         outcome, detail, runtime_ms = self.perform(job)
+        if _progress_pending is not None:
+            _flush_progress(job)
         self._restore_signals(job)
         self.state.jobs += 1
         self.state.job, self.state.kill_at = "", 0.0

@@ -156,3 +156,10 @@ def take_signals(how: str) -> None:
 def progress_value(value: str) -> None:
     """Reports float(value) as progress (e.g. "nan")."""
     progress(float(value))
+
+
+@job(name="tests.progress_many")
+def progress_many(n: int) -> None:
+    """Reports progress n times in a tight loop, ending at 1.0."""
+    for i in range(1, n + 1):
+        progress(i / n)

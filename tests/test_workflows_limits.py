@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -85,3 +86,24 @@ def test_progress_is_stored_and_sent_as_an_event(hz, procs, redis_client):
     assert [json.loads(e["data"])["progress"] for e in events] == [0.5]
     assert json.loads(events[0]["data"])["job_id"] == job_id
     redis_client.delete("progress-log")
+
+
+def test_progress_reported_in_a_tight_loop_is_written_a_few_times_and_ends_at_its_last_value(
+    hz, procs, redis_client
+):
+    """Every progress() call was a script call and an event: a job reporting 2,000 times wrote
+    2,000 events and pushed the rest out of the capped stream. Writes now come at most every
+    PROGRESS_INTERVAL, and the last value reported is written when the job ends."""
+    from horizon.worker import PROGRESS_INTERVAL
+
+    job_id = sample_jobs.progress_many.dispatch(2000)
+    started = time.monotonic()
+    result = procs.run("work", "--stop-when-empty")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    job = JobRepository(hz).get(job_id)
+    assert job["status"] == "completed" and job["progress"] == 1.0
+    events = [json.loads(e["data"]) for _, e in redis_client.xrange(hz.keys.events()) if e["event"] == "job:progress"]
+    values = [e["progress"] for e in events if e["job_id"] == job_id]
+    assert values[0] == 1 / 2000 and values[-1] == 1.0  # the first at once, the last at the end
+    assert len(values) <= elapsed / PROGRESS_INTERVAL + 2, values
