@@ -28,9 +28,13 @@ if TYPE_CHECKING:
     from horizon.jobs import JobCall
 
 
-def body_hash(spec: JobSpec) -> str:
-    """What an idempotent replay must match: the job's name, queue and payload."""
-    text = json.dumps([spec.name, spec.queue, spec.payload], separators=(",", ":"))
+def body_hash(spec: JobSpec, after: str = "") -> str:
+    """What an idempotent replay must match, from Python or the API alike: the job (name, queue,
+    payload, type), its tags, tries, timeout and backoff, and its parent. Not when it may start
+    (a delay counts from each call)."""
+    job = [spec.name, spec.queue, spec.payload, spec.extra.get("type"), sorted(spec.tags), int(spec.tries),
+           float(spec.timeout), [float(step) for step in spec.backoff], after]
+    text = json.dumps(job, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -45,7 +49,7 @@ def create(hz: Horizon, spec: JobSpec, *, idempotency_key: str | None = None, af
     if idempotency_key is not None and not str(idempotency_key):
         raise ValueError("idempotency_key must be a non-empty string")
     created = QueueRepository(hz).create(
-        spec, idempotency_key=idempotency_key or "", body_hash=body_hash(spec), after=after or ""
+        spec, idempotency_key=idempotency_key or "", body_hash=body_hash(spec, after or ""), after=after or ""
     )
     return created.id
 

@@ -164,6 +164,24 @@ def test_replaying_a_key_whose_job_is_gone_is_a_conflict_naming_it(hz, client): 
     assert hz.redis.llen(hz.keys.queue("default")) == 1  # not created again
 
 
+def test_one_idempotency_key_names_one_job_from_python_and_the_api(hz, client):  # noqa: F811
+    """Python hashed [name, queue, payload] and the API the raw body: the same job sent both ways
+    conflicted (409 / IdempotencyConflict), and so did a body adding an explicit "kwargs": {}."""
+    from horizon.repositories.queues import IdempotencyConflict
+
+    first = sample_jobs.add.options(idempotency_key="both-1").dispatch("k", 1, 2)
+    body = {"name": "tests.add", "args": ["k", 1, 2], "idempotency_key": "both-1"}
+    assert create(client, body, status=200).get_json()["id"] == first
+    assert create(client, {**body, "kwargs": {}}, status=200).get_json()["id"] == first
+    api_first = create(client, {"name": "tests.add", "args": ["k", 3, 4], "idempotency_key": "both-2"}).get_json()
+    assert sample_jobs.add.options(idempotency_key="both-2").dispatch("k", 3, 4) == api_first["id"]
+    # another job under a key stays a conflict, from either side
+    assert first in assert_error(client.post(f"{API}/jobs", json={**body, "tries": 3}), 409, "CONFLICT")
+    with pytest.raises(IdempotencyConflict, match=api_first["id"]):
+        sample_jobs.add.options(idempotency_key="both-2", tries=3).dispatch("k", 3, 4)
+    assert hz.redis.llen(hz.keys.queue("default")) == 2
+
+
 def test_after_parent_rules(hz, client):  # noqa: F811
     parent = sample_jobs.noop.dispatch()
     child = create(client, {"name": "tests.noop", "after": parent}).get_json()

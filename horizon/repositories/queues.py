@@ -26,10 +26,11 @@ CONNECTION = "redis"
 
 
 class IdempotencyConflict(RuntimeError):
-    """The idempotency key was used before with a different body."""
+    """The idempotency key was used before for another job (see workflows.body_hash)."""
 
     def __init__(self, job_id: str) -> None:
-        super().__init__(f"idempotency key already used for job {job_id} with a different body")
+        super().__init__(f"idempotency key already used for job {job_id}, a different job (name, queue, arguments, "
+                         "tags, tries, timeout, backoff or parent)")
         self.job_id = job_id
 
 

@@ -8,13 +8,11 @@ Named jobs must be registered; ``http``/``cli`` jobs are stored under ``horizon.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from horizon import builtin_jobs, jobs, payload
+from horizon import builtin_jobs, jobs, payload, workflows
 from horizon.config import Settings
 from horizon.keys import QueueNameError
 from horizon.queue import JobSpec
@@ -41,13 +39,6 @@ class CreateRequest:
     idempotency_key: str
     body_hash: str
     after: str
-
-
-def body_hash(data: dict[str, Any]) -> str:
-    """Hash of the request without its idempotency key: equal bodies replay, others conflict."""
-    canonical = {k: v for k, v in data.items() if k != "idempotency_key"}
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _str_dict(value: Any, field: str) -> dict[str, str]:
@@ -199,4 +190,5 @@ def parse(data: dict[str, Any], header_key: str | None, settings: Settings, hz: 
             spec = replace(spec, extra={"type": data["type"]})
     except (payload.PayloadError, QueueNameError, jobs.OptionError) as exc:
         raise bad_request(str(exc)) from None
-    return CreateRequest(spec=spec, idempotency_key=key, body_hash=body_hash(data), after=after)
+    # the hash a Python dispatch of the same job computes: the same key names one job either way
+    return CreateRequest(spec=spec, idempotency_key=key, body_hash=workflows.body_hash(spec, after), after=after)
