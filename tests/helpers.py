@@ -74,3 +74,14 @@ def supervised_workers(master_pid: int) -> list[psutil.Process]:
         return [w for sup in psutil.Process(master_pid).children() for w in sup.children()]
     except psutil.NoSuchProcess:
         return []
+
+
+def ignores_signal(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` ignores ``signum`` by now (Linux: the SigIgn mask of /proc/<pid>/status).
+    A test that signals a freshly forked child waits for this: one signalled sooner still dies."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            mask = next(line for line in status if line.startswith("SigIgn:")).split()[1]
+    except (OSError, StopIteration):
+        return False
+    return bool(int(mask, 16) >> (signum - 1) & 1)

@@ -19,7 +19,7 @@ from supervisor.children import reap as reap_child
 from supervisor.notify import Notifier
 from supervisor.pool import ProcessPool
 from supervisor.process import SharedState, WorkerProcess
-from tests.helpers import in_forked_child, wait_for
+from tests.helpers import ignores_signal, in_forked_child, wait_for
 
 
 def fork_child(behaviour: str) -> WorkerProcess:
@@ -36,6 +36,8 @@ def fork_child(behaviour: str) -> WorkerProcess:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         time.sleep(60)
         os._exit(0)
+    if behaviour == "stubborn":  # a TERM sent before it ignores them kills it
+        wait_for(lambda: ignores_signal(pid, signal.SIGTERM), timeout=5)
     return WorkerProcess(pid=pid, queues=["default"], shared=shared)
 
 

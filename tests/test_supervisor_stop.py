@@ -21,7 +21,7 @@ from supervisor import children, tuning
 from supervisor.pool import ProcessPool
 from supervisor.process import SharedState, WorkerProcess
 from tests import sample_jobs
-from tests.helpers import wait_for
+from tests.helpers import ignores_signal, wait_for
 from tests.test_supervisor import FAST, masters, only_supervisor, start, stop, worker_pids, write_config
 
 slow = pytest.mark.slow  # the tests that start a real master
@@ -82,6 +82,7 @@ def stubborn_worker() -> WorkerProcess:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         time.sleep(60)
         os._exit(0)
+    wait_for(lambda: ignores_signal(pid, signal.SIGTERM), timeout=5)  # a TERM sent sooner kills it
     return WorkerProcess(pid=pid, queues=["default"], shared=shared)
 
 
