@@ -110,12 +110,6 @@ _routes: dict[tuple[str, int, int], Route] = {}  # (URL host, URL port, slot) ->
 _nodes: dict[tuple[str, int], list[tuple[str, int]]] = {}  # URL node -> the masters it named last
 
 
-def forget_routes() -> None:
-    """Forget every route (the next socket asks again); for tests and tools."""
-    _routes.clear()
-    _nodes.clear()
-
-
 def route_of(host: str, port: int, slot: int) -> Route | None:
     """This process's route for connections to ``host:port`` serving ``slot`` (None: not asked yet)."""
     return _routes.get((host, int(port), slot))
