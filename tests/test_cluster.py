@@ -250,7 +250,8 @@ def test_a_slot_migrated_while_the_worker_waits_is_followed_by_the_same_worker(
     assert horizon_keys(owner, prefix) == [] and horizon_keys(target, prefix)
     second = sample_jobs.record.dispatch("cl-moved", "after")
     wait_for(lambda: redis_client.llen("cl-moved") == 2, timeout=15, message="the job after the move never ran")
-    assert target.client.hget(hz.keys.job(second), "status") == "completed"
+    # the body's RPUSH comes before the acknowledgement: wait for that too (as for the jobs below)
+    wait_for(lambda: target.client.hget(hz.keys.job(second), "status") == "completed", timeout=15)
 
     wait_until_blocked(target)
     assert cluster.migrate(slot, target, owner) > 0
